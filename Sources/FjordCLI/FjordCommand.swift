@@ -1,0 +1,2 @@
+@main
+struct FjordCommand { static func main() {} }

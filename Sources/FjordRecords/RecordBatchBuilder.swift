@@ -1,0 +1,128 @@
+public import NIOCore
+
+/// Encodes records into a record batch ready to append or send.
+///
+/// The builder writes protobuf by hand, straight into one `ByteBuffer`, then fills in the fixed
+/// header and the CRC32C. The result decodes as `Fjord_V1_RecordBatch` with generated code.
+///
+/// ```swift
+/// var builder = RecordBatchBuilder()
+/// builder.append(Record(key: Array("k".utf8), value: Array("v".utf8), timestamp: 1_700_000_000_000))
+/// let batch: ByteBuffer = builder.build()
+/// ```
+public struct RecordBatchBuilder: Sendable {
+    private var buffer: ByteBuffer
+    private var count: UInt32 = 0
+    private var firstTimestamp: Int64 = 0
+    private var maxTimestamp: Int64 = .min
+    /// Idempotence fields written into the header.
+    public var producerID: Int64 = -1
+    /// Idempotence fields written into the header.
+    public var producerEpoch: Int32 = -1
+    /// Idempotence fields written into the header.
+    public var baseSequence: Int32 = -1
+
+    /// Creates an empty builder, reserving `capacity` bytes.
+    public init(capacity: Int = 16 * 1024, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        buffer = allocator.buffer(capacity: max(capacity, RecordBatchLayout.headerSize))
+        buffer.writeRepeatingByte(0, count: RecordBatchLayout.headerSize)
+    }
+
+    /// Records appended so far.
+    public var recordCount: Int { Int(count) }
+
+    /// Bytes the batch occupies so far.
+    public var sizeInBytes: Int { buffer.readableBytes }
+
+    /// Adds a record.
+    public mutating func append(_ record: Record) {
+        append(key: record.key, value: record.value, headers: record.headers, timestamp: record.timestamp)
+    }
+
+    /// Adds a record from its parts.
+    public mutating func append(key: [UInt8]?, value: [UInt8]?, headers: [RecordHeader] = [], timestamp: Int64) {
+        if count == 0 { firstTimestamp = timestamp }
+        maxTimestamp = Swift.max(maxTimestamp, timestamp)
+        let delta = timestamp &- firstTimestamp
+        let zigzag = UInt64(bitPattern: (delta << 1) ^ (delta >> 63))
+
+        var size = 0
+        if zigzag != 0 { size += 1 + Varint.size(zigzag) }
+        if let key { size += 1 + Varint.size(UInt64(key.count)) + key.count }
+        if let value { size += 1 + Varint.size(UInt64(value.count)) + value.count }
+        for header in headers {
+            let length = Self.headerSize(header)
+            size += 1 + Varint.size(UInt64(length)) + length
+        }
+
+        buffer.writeInteger(RecordBatchLayout.recordsTag)
+        Varint.write(UInt64(size), to: &buffer)
+        if zigzag != 0 {
+            buffer.writeInteger(UInt8(0x08))
+            Varint.write(zigzag, to: &buffer)
+        }
+        if let key { Self.writeBytesField(tag: 0x12, key, to: &buffer) }
+        if let value { Self.writeBytesField(tag: 0x1A, value, to: &buffer) }
+        for header in headers {
+            buffer.writeInteger(UInt8(0x22))
+            Varint.write(UInt64(Self.headerSize(header)), to: &buffer)
+            let keyLength = header.key.utf8.count
+            if keyLength > 0 {
+                buffer.writeInteger(UInt8(0x0A))
+                Varint.write(UInt64(keyLength), to: &buffer)
+                buffer.writeString(header.key)
+            }
+            if let value = header.value { Self.writeBytesField(tag: 0x12, value, to: &buffer) }
+        }
+        count += 1
+    }
+
+    /// Finishes the batch: writes the header and CRC and returns the bytes.
+    ///
+    /// Broker-stamped fields are written as producers send them (base offset 0, epoch 0, append
+    /// time -1). Building an empty batch is a programming error.
+    public func build() -> ByteBuffer {
+        precondition(count > 0, "a record batch needs at least one record")
+        var batch = buffer
+        let header = RecordBatchHeader(
+            recordCount: count, firstTimestamp: firstTimestamp, maxTimestamp: maxTimestamp, producerID: producerID,
+            producerEpoch: producerEpoch, baseSequence: baseSequence)
+        batch.withUnsafeMutableReadableBytes { bytes in
+            header.write(to: bytes.baseAddress!)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.crcCoveredFrom...]))
+            bytes.storeBytes(of: crc.littleEndian, toByteOffset: RecordBatchLayout.crc32c, as: UInt32.self)
+        }
+        return batch
+    }
+
+    private static func headerSize(_ header: RecordHeader) -> Int {
+        let keyLength = header.key.utf8.count
+        var size = keyLength > 0 ? 1 + Varint.size(UInt64(keyLength)) + keyLength : 0
+        if let value = header.value { size += 1 + Varint.size(UInt64(value.count)) + value.count }
+        return size
+    }
+
+    private static func writeBytesField(tag: UInt8, _ bytes: [UInt8], to buffer: inout ByteBuffer) {
+        buffer.writeInteger(tag)
+        Varint.write(UInt64(bytes.count), to: &buffer)
+        buffer.writeBytes(bytes)
+    }
+}
+
+/// Protobuf base-128 varints.
+package enum Varint {
+    /// Encoded size of `value` in bytes.
+    package static func size(_ value: UInt64) -> Int {
+        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
+    }
+
+    /// Appends `value` to `buffer`.
+    package static func write(_ value: UInt64, to buffer: inout ByteBuffer) {
+        var v = value
+        while v >= 0x80 {
+            buffer.writeInteger(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        buffer.writeInteger(UInt8(v))
+    }
+}
