@@ -1,1 +1,610 @@
-// placeholder
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import FjordRecords
+import Logging
+public import NIOCore
+import NIOPosix
+import Synchronization
+public import SystemPackage
+
+/// One partition's log: an append-only sequence of record batches in segment files, with
+/// offsets, sparse indexes, flush policies, recovery and retention.
+///
+/// Appends to one log are applied in order by a serial writer on a thread pool; appends to
+/// different logs run in parallel. File I/O, fsync and page faults on cold data happen on the
+/// pool, never on the caller's thread, except in the `Blocking` variants.
+///
+/// ```swift
+/// let log = try await PartitionLog.open(directory: "/var/lib/fjord/orders-0")
+/// var builder = RecordBatchBuilder()
+/// builder.append(Record(value: Array("hello".utf8), timestamp: 1_700_000_000_000))
+/// let appended = try await log.append(builder.build(), durability: .durable)
+/// let read = try await log.read(from: appended.baseOffset, maxBytes: 1 << 20)
+/// try await log.close()
+/// ```
+public final class PartitionLog: Sendable {
+    /// The directory holding the segment files.
+    public let directory: FilePath
+    /// The log's configuration.
+    public let configuration: LogConfiguration
+    let threadPool: NIOThreadPool
+    let logger: Logger
+    let validator: RecordBatchValidator
+    let clock: @Sendable () -> Int64
+    let state: Mutex<State>
+
+    /// Name of the marker written by a clean close; its presence lets the next open skip the scan.
+    static let cleanShutdownFile = ".clean-shutdown"
+    /// Name of the file holding the recovery point: every offset below it is known to be on disk.
+    static let recoveryPointFile = "recovery-point"
+
+    struct State {
+        var segments: [SegmentState]
+        var logStartOffset: Int64
+        /// Every offset below this is fsynced.
+        var recoveryPoint: Int64
+        var pending: [PendingOperation] = []
+        var writerScheduled = false
+        var flush = FlushState()
+        var closed = false
+
+        var active: SegmentState {
+            get { segments[segments.count - 1] }
+            set { segments[segments.count - 1] = newValue }
+        }
+        var logEndOffset: Int64 { active.nextOffset }
+    }
+
+    struct FlushState {
+        var waiters: [DurableWaiter] = []
+        var rolledSegments: [LogSegment] = []
+        var directoryDirty = false
+        var requested = false
+        var scheduled = false
+        var timerPending = false
+    }
+
+    struct DurableWaiter {
+        var result: AppendResult
+        var completion: @Sendable (Result<AppendResult, StorageError>) -> Void
+    }
+
+    enum PendingOperation {
+        case append(PendingAppend)
+        /// Runs on the writer between appends (truncation, close).
+        case barrier(@Sendable () -> Void)
+    }
+
+    struct PendingAppend {
+        var batch: ByteBuffer
+        var header: RecordBatchHeader
+        var leaderEpoch: Int32
+        var durable: Bool
+        var completion: @Sendable (Result<AppendResult, StorageError>) -> Void
+    }
+
+    init(
+        directory: FilePath, configuration: LogConfiguration, threadPool: NIOThreadPool, logger: Logger,
+        clock: @escaping @Sendable () -> Int64, segments: [SegmentState], recoveryPoint: Int64
+    ) {
+        self.directory = directory
+        self.configuration = configuration
+        self.threadPool = threadPool
+        self.logger = logger
+        self.validator = RecordBatchValidator(maxBatchBytes: configuration.maxBatchBytes)
+        self.clock = clock
+        self.state = Mutex(
+            State(segments: segments, logStartOffset: segments[0].baseOffset, recoveryPoint: recoveryPoint))
+    }
+
+    /// Milliseconds since the Unix epoch from the system's real-time clock.
+    @Sendable public static func wallClockMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+
+    // MARK: Offsets
+
+    /// The first offset still in the log.
+    public var logStartOffset: Int64 { state.withLock { $0.logStartOffset } }
+
+    /// The offset the next appended record will get.
+    public var logEndOffset: Int64 { state.withLock { $0.logEndOffset } }
+
+    /// Every offset below this is on disk (fsynced).
+    public var recoveryPoint: Int64 { state.withLock { $0.recoveryPoint } }
+
+    /// Number of segments.
+    public var segmentCount: Int { state.withLock { $0.segments.count } }
+
+    /// Total bytes of all segment log files.
+    public var sizeInBytes: Int { state.withLock { $0.segments.reduce(0) { $0 + $1.size } } }
+
+    /// Base offsets of the segments, oldest first.
+    public var segmentBaseOffsets: [Int64] { state.withLock { $0.segments.map(\.baseOffset) } }
+
+    // MARK: Append
+
+    /// Validates `batch`, queues it, and calls `completion` once it is appended (and on disk when
+    /// `durability` is ``AppendDurability/durable`` or the flush policy is every batch).
+    ///
+    /// Validation (sizes, layout, CRC32C, record count) runs on the caller's thread and fails fast;
+    /// writing runs on the log's serial writer. `batch` is not modified: the stamped fields are
+    /// written from a separate buffer, so the payload goes to the file without a copy.
+    public func append(
+        _ batch: ByteBuffer, leaderEpoch: Int32 = 0, durability: AppendDurability = .written,
+        completion: @escaping @Sendable (Result<AppendResult, StorageError>) -> Void
+    ) {
+        let header: RecordBatchHeader
+        do {
+            header = try batch.withUnsafeReadableBytes { bytes throws(RecordBatchError) in try validator.validate(bytes) }
+        } catch {
+            completion(.failure(.invalidBatch(error)))
+            return
+        }
+        let durable = durability == .durable || configuration.flushPolicy == .everyBatch
+        let operation = PendingOperation.append(
+            PendingAppend(batch: batch, header: header, leaderEpoch: leaderEpoch, durable: durable, completion: completion))
+        guard enqueue(operation) else {
+            completion(.failure(StorageError(code: .logClosed, message: "the log at \(directory) is closed")))
+            return
+        }
+    }
+
+    /// Appends `batch` and returns the offsets it was given. See ``append(_:leaderEpoch:durability:completion:)``.
+    @discardableResult
+    public func append(
+        _ batch: ByteBuffer, leaderEpoch: Int32 = 0, durability: AppendDurability = .written
+    ) async throws(StorageError) -> AppendResult {
+        let result: Result<AppendResult, StorageError> = await withCheckedContinuation { continuation in
+            append(batch, leaderEpoch: leaderEpoch, durability: durability) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// Queues an operation for the writer; `false` when the log is closed.
+    func enqueue(_ operation: PendingOperation, evenIfClosed: Bool = false) -> Bool {
+        let schedule: Bool? = state.withLock { state in
+            if state.closed && !evenIfClosed { return nil }
+            state.pending.append(operation)
+            if state.writerScheduled { return false }
+            state.writerScheduled = true
+            return true
+        }
+        guard let schedule else { return false }
+        if schedule { threadPool.submit { [self] _ in drainWriter() } }
+        return true
+    }
+
+    /// The serial writer: takes everything queued, writes it, and repeats until the queue is empty.
+    private func drainWriter() {
+        var scratch = WriterScratch()
+        while true {
+            let operations: [PendingOperation] = state.withLock { state in
+                if state.pending.isEmpty {
+                    state.writerScheduled = false
+                    return []
+                }
+                var taken: [PendingOperation] = []
+                swap(&taken, &state.pending)
+                return taken
+            }
+            if operations.isEmpty { return }
+            var appends: [PendingAppend] = []
+            appends.reserveCapacity(operations.count)
+            for operation in operations {
+                switch operation {
+                case .append(let append):
+                    appends.append(append)
+                case .barrier(let body):
+                    if !appends.isEmpty {
+                        writeAppends(appends, scratch: &scratch)
+                        appends.removeAll(keepingCapacity: true)
+                    }
+                    body()
+                }
+            }
+            if !appends.isEmpty { writeAppends(appends, scratch: &scratch) }
+        }
+    }
+
+    /// Buffers the writer reuses between groups.
+    struct WriterScratch {
+        var heads: [UInt8] = []
+        var iovecs: [iovec] = []
+        var offsetEntries: [UInt8] = []
+        var timeEntries: [UInt8] = []
+    }
+
+    /// Bytes written from the writer's own buffer for each batch: the frame prefix and the
+    /// stamped part of the header (up to the CRC field).
+    static let stampedHeadSize = BatchFraming.prefixSize + 23
+
+    /// Writes a group of appends with as few `pwritev` calls as segment rolls allow.
+    private func writeAppends(_ appends: [PendingAppend], scratch: inout WriterScratch) {
+        var active = state.withLock { $0.active }
+        let now = clock()
+        var index = 0
+        while index < appends.count {
+            // Roll first if the next batch does not belong in the active segment.
+            if shouldRoll(active, before: appends[index], now: now) {
+                do {
+                    active = try roll(from: active)
+                } catch {
+                    logger.error("segment roll failed", metadata: ["log.directory": "\(directory)", "error": "\(error)"])
+                    appends[index].completion(.failure(error))
+                    index += 1
+                    continue
+                }
+            }
+            // Take every following batch that fits in this segment.
+            var end = index + 1
+            var projected = active
+            project(appends[index], into: &projected)
+            while end < appends.count, !shouldRoll(projected, before: appends[end], now: now) {
+                project(appends[end], into: &projected)
+                end += 1
+            }
+            active = writeChunk(appends[index..<end], to: active, now: now, scratch: &scratch)
+            index = end
+        }
+    }
+
+    /// Updates only the size and offset fields, to decide on rolls while grouping.
+    private func project(_ append: PendingAppend, into state: inout SegmentState) {
+        state.size += BatchFraming.prefixSize + append.batch.readableBytes
+        state.nextOffset += Int64(append.header.recordCount)
+        if state.firstAppendTime == nil { state.firstAppendTime = clock() }
+    }
+
+    private func shouldRoll(_ segment: SegmentState, before append: PendingAppend, now: Int64) -> Bool {
+        guard !segment.isEmpty else { return false }
+        let frameSize = BatchFraming.prefixSize + append.batch.readableBytes
+        if segment.size + frameSize > configuration.segmentBytes { return true }
+        if let first = segment.firstAppendTime, now - first >= configuration.segmentMilliseconds { return true }
+        if segment.nextOffset + Int64(append.header.recordCount) - 1 - segment.baseOffset > Int64(UInt32.max) { return true }
+        if segment.offsetIndexCount >= configuration.maxIndexEntries - 1
+            || segment.timeIndexCount >= configuration.maxIndexEntries - 1
+        {
+            return true
+        }
+        return false
+    }
+
+    /// Writes `chunk` to the end of `segment` in one `pwritev`, publishes it, and completes or
+    /// parks its appends. On failure the appends fail and the segment is left as it was.
+    private func writeChunk(
+        _ chunk: ArraySlice<PendingAppend>, to segment: SegmentState, now: Int64, scratch: inout WriterScratch
+    ) -> SegmentState {
+        var updated = segment
+        let head = Self.stampedHeadSize
+        scratch.heads.removeAll(keepingCapacity: true)
+        scratch.heads.reserveCapacity(chunk.count * head)
+        scratch.offsetEntries.removeAll(keepingCapacity: true)
+        scratch.timeEntries.removeAll(keepingCapacity: true)
+        var results: [AppendResult] = []
+        results.reserveCapacity(chunk.count)
+        let scanner = SegmentScanner(configuration: configuration)
+        let logStart = state.withLock { $0.logStartOffset }
+
+        // Stamp each batch's head into scratch and account for it as recovery would.
+        for append in chunk {
+            var header = append.header
+            header.baseOffset = updated.nextOffset
+            header.partitionLeaderEpoch = append.leaderEpoch
+            header.logAppendTime = now
+            let length = append.batch.readableBytes
+            let start = scratch.heads.count
+            scratch.heads.append(contentsOf: repeatElement(0, count: head))
+            scratch.heads.withUnsafeMutableBytes { raw in
+                let pointer = raw.baseAddress! + start
+                BatchFraming.writePrefix(length: length, to: pointer)
+                append.batch.withUnsafeReadableBytes { batch in
+                    (pointer + BatchFraming.prefixSize).copyMemory(from: batch.baseAddress!, byteCount: 23)
+                }
+                RecordBatchHeader.stamp(
+                    pointer + BatchFraming.prefixSize, baseOffset: header.baseOffset,
+                    partitionLeaderEpoch: append.leaderEpoch, logAppendTime: now)
+            }
+            scanner.record(
+                header: header, position: updated.size, frameSize: BatchFraming.prefixSize + length, into: &updated,
+                offsetEntries: &scratch.offsetEntries, timeEntries: &scratch.timeEntries)
+            results.append(
+                AppendResult(
+                    baseOffset: header.baseOffset, lastOffset: header.lastOffset, logAppendTime: now,
+                    logStartOffset: logStart))
+        }
+
+        // One pwritev: [head 0][rest of batch 0][head 1][rest of batch 1]...
+        let written: Result<Void, StorageError> = scratch.heads.withUnsafeMutableBytes { heads in
+                scratch.iovecs.removeAll(keepingCapacity: true)
+                for (i, append) in chunk.enumerated() {
+                    scratch.iovecs.append(iovec(iov_base: heads.baseAddress! + i * head, iov_len: head))
+                    append.batch.withUnsafeReadableBytes { batch in
+                        // The batch's storage outlives the write: `chunk` holds the buffer and nothing mutates it.
+                        scratch.iovecs.append(
+                            iovec(iov_base: UnsafeMutableRawPointer(mutating: batch.baseAddress! + 23), iov_len: batch.count - 23))
+                    }
+                }
+                return Result { () throws(StorageError) in try segment.segment.log.write(&scratch.iovecs, at: segment.size) }
+        }
+        if case .failure(let error) = written {
+            logger.warning(
+                "append failed", metadata: ["log.directory": "\(directory)", "error": "\(error)", "batches": "\(chunk.count)"])
+            // Drop whatever part of the write reached the file; the next append overwrites it anyway.
+            try? segment.segment.log.truncate(to: segment.size)
+            for append in chunk { append.completion(.failure(error)) }
+            return segment
+        }
+
+        // Index entries are an optimisation: if writing them fails, lookups scan a little further.
+        updated = writeIndexEntries(from: segment, to: updated, scratch: scratch)
+
+        var durable: [DurableWaiter] = []
+        let requestFlush: Bool = state.withLock { state in
+            state.active = updated
+            for (append, result) in zip(chunk, results) where append.durable {
+                durable.append(DurableWaiter(result: result, completion: append.completion))
+            }
+            guard !durable.isEmpty else { return false }
+            state.flush.waiters.append(contentsOf: durable)
+            return true
+        }
+        for (append, result) in zip(chunk, results) where !append.durable {
+            append.completion(.success(result))
+        }
+        if requestFlush {
+            self.requestFlush()
+        } else if case .interval(let milliseconds) = configuration.flushPolicy {
+            scheduleFlushTimer(milliseconds: milliseconds)
+        }
+        return updated
+    }
+
+    private func writeIndexEntries(from before: SegmentState, to after: SegmentState, scratch: WriterScratch) -> SegmentState {
+        var result = after
+        do {
+            if !scratch.offsetEntries.isEmpty {
+                try before.segment.offsetIndex.file.write(
+                    scratch.offsetEntries, at: before.offsetIndexCount * OffsetIndex.entrySize)
+            }
+            if !scratch.timeEntries.isEmpty {
+                try before.segment.timeIndex.file.write(scratch.timeEntries, at: before.timeIndexCount * TimeIndex.entrySize)
+            }
+        } catch {
+            logger.warning("index write failed", metadata: ["log.directory": "\(directory)", "error": "\(error)"])
+            result.offsetIndexCount = before.offsetIndexCount
+            result.timeIndexCount = before.timeIndexCount
+            result.lastIndexedTimestamp = before.lastIndexedTimestamp
+        }
+        return result
+    }
+
+    /// Starts a new active segment at `previous.nextOffset`. The old one is fsynced by the flusher.
+    private func roll(from previous: SegmentState) throws(StorageError) -> SegmentState {
+        let segment = try LogSegment(
+            directory: directory, baseOffset: previous.nextOffset, logCapacity: activeCapacity,
+            indexEntries: configuration.maxIndexEntries, truncateIndexes: true)
+        try segment.log.truncate(to: 0)
+        let fresh = SegmentState(segment: segment)
+        state.withLock { state in
+            state.segments.append(fresh)
+            state.flush.rolledSegments.append(previous.segment)
+            state.flush.directoryDirty = true
+        }
+        logger.debug(
+            "rolled segment", metadata: ["log.directory": "\(directory)", "segment.base": "\(previous.nextOffset)"])
+        requestFlush()
+        return fresh
+    }
+
+    /// Address space reserved for an active segment's log file.
+    var activeCapacity: Int { configuration.segmentBytes + configuration.maxBatchBytes + BatchFraming.prefixSize }
+
+    // MARK: Flush
+
+    /// Forces everything written so far to disk and advances the recovery point.
+    public func flush() async throws(StorageError) {
+        let target = logEndOffset
+        let result: Result<Void, StorageError> = await withCheckedContinuation { continuation in
+            let waiter = DurableWaiter(
+                result: AppendResult(baseOffset: target, lastOffset: target - 1, logAppendTime: 0, logStartOffset: 0),
+                completion: { result in continuation.resume(returning: result.map { _ in () }) })
+            state.withLock { $0.flush.waiters.append(waiter) }
+            requestFlush()
+        }
+        try result.get()
+    }
+
+    func requestFlush() {
+        let schedule = state.withLock { state in
+            state.flush.requested = true
+            if state.flush.scheduled { return false }
+            state.flush.scheduled = true
+            return true
+        }
+        if schedule { threadPool.submit { [self] _ in drainFlusher() } }
+    }
+
+    private func scheduleFlushTimer(milliseconds: Int64) {
+        let start = state.withLock { state in
+            if state.flush.timerPending { return false }
+            state.flush.timerPending = true
+            return true
+        }
+        guard start else { return }
+        Task { [self] in
+            try? await Task.sleep(for: .milliseconds(milliseconds))
+            state.withLock { $0.flush.timerPending = false }
+            requestFlush()
+        }
+    }
+
+    /// The flusher: one fdatasync covers every batch written before it started (group commit).
+    /// Runs beside the writer, so appends continue while a sync is in progress.
+    private func drainFlusher() {
+        while true {
+            let work: (FlushState, LogSegment, Int64)? = state.withLock { state in
+                guard state.flush.requested else {
+                    state.flush.scheduled = false
+                    return nil
+                }
+                let taken = state.flush
+                state.flush.requested = false
+                state.flush.waiters = []
+                state.flush.rolledSegments = []
+                state.flush.directoryDirty = false
+                return (taken, state.active.segment, state.logEndOffset)
+            }
+            guard let (taken, active, flushedTo) = work else { return }
+            let outcome: Result<Void, StorageError> = Result { () throws(StorageError) in
+                for segment in taken.rolledSegments { try segment.log.sync() }
+                try active.log.sync()
+                if taken.directoryDirty { try FileSystem.syncDirectory(directory) }
+                if !taken.rolledSegments.isEmpty { try writeRecoveryPoint(flushedTo) }
+            }
+            if case .failure(let error) = outcome {
+                logger.error("fsync failed", metadata: ["log.directory": "\(directory)", "error": "\(error)"])
+                state.withLock { state in
+                    state.flush.rolledSegments.insert(contentsOf: taken.rolledSegments, at: 0)
+                    state.flush.directoryDirty = state.flush.directoryDirty || taken.directoryDirty
+                }
+            } else {
+                state.withLock { $0.recoveryPoint = max($0.recoveryPoint, flushedTo) }
+            }
+            for waiter in taken.waiters {
+                waiter.completion(outcome.map { waiter.result })
+            }
+        }
+    }
+
+    func writeRecoveryPoint(_ offset: Int64) throws(StorageError) {
+        try FileSystem.writeAtomically(
+            "1\n\(offset)\n", to: directory.appending(Self.recoveryPointFile), directory: directory)
+    }
+
+    // MARK: Read
+
+    /// Reads whole batches from the one holding `offset`, up to about `maxBytes` (at least one
+    /// batch, however large), from a single segment, without copying.
+    ///
+    /// Runs on the thread pool and touches the pages before returning, so the caller (an event
+    /// loop) can send the bytes without faulting on cold data.
+    ///
+    /// - Throws: ``StorageError/Code/offsetOutOfRange`` naming both bounds when `offset` is below
+    ///   the log start or beyond the log end. Reading at the log end returns an empty slice.
+    public func read(from offset: Int64, maxBytes: Int) async throws(StorageError) -> LogReadResult {
+        do {
+            return try await threadPool.runIfActive { [self] in
+                let result = try readBlocking(from: offset, maxBytes: maxBytes)
+                result.records.prefault()
+                return result
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(code: .ioError, message: "the storage thread pool is not running: \(error)")
+        }
+    }
+
+    /// Like ``read(from:maxBytes:)`` but on the calling thread, which may block on page faults.
+    /// Never call it on an event loop.
+    public func readBlocking(from offset: Int64, maxBytes: Int) throws(StorageError) -> LogReadResult {
+        let (segment, start, end) = try state.withLock { state throws(StorageError) -> (SegmentState?, Int64, Int64) in
+            let start = state.logStartOffset
+            let end = state.logEndOffset
+            guard offset >= start, offset <= end else { throw StorageError.outOfRange(offset, start: start, end: end) }
+            if offset == end { return (nil, start, end) }
+            return (state.segments[Self.segmentIndex(containing: offset, in: state.segments)], start, end)
+        }
+        guard let segment else {
+            return LogReadResult(records: .empty(at: end), logStartOffset: start, logEndOffset: end)
+        }
+        let slice = try Self.slice(of: segment, from: offset, maxBytes: maxBytes)
+        return LogReadResult(records: slice, logStartOffset: start, logEndOffset: end)
+    }
+
+    /// Index of the last segment whose base offset is at most `offset`.
+    static func segmentIndex(containing offset: Int64, in segments: [SegmentState]) -> Int {
+        var low = 0
+        var high = segments.count
+        while low < high {
+            let mid = (low + high) / 2
+            if segments[mid].baseOffset <= offset { low = mid + 1 } else { high = mid }
+        }
+        return max(0, low - 1)
+    }
+
+    /// Position of the frame of the batch holding `offset` in `segment`, found from the offset index.
+    static func position(of offset: Int64, in segment: SegmentState) throws(StorageError) -> (Int, Int64)? {
+        let entry = segment.segment.offsetIndex.lookup(offset, count: segment.offsetIndexCount)
+        let bytes = segment.segment.log.bytes(0..<segment.size)
+        var iterator = FramedBatchIterator(bytes, from: entry.position)
+        while let framed = iterator.next() {
+            if framed.batch.lastOffset >= offset { return (framed.position, framed.batch.baseOffset) }
+        }
+        if case .malformed(let position) = iterator.stopReason {
+            throw StorageError(
+                code: .corruptSegment, message: "no batch frame where one was expected", path: segment.segment.log.path,
+                position: position)
+        }
+        return nil
+    }
+
+    static func slice(of segment: SegmentState, from offset: Int64, maxBytes: Int) throws(StorageError) -> LogSlice {
+        guard let (start, firstOffset) = try position(of: offset, in: segment) else {
+            return .empty(at: segment.nextOffset)
+        }
+        let bytes = segment.segment.log.bytes(0..<segment.size)
+        var iterator = FramedBatchIterator(bytes, from: start)
+        var end = start
+        var nextOffset = firstOffset
+        while let framed = iterator.next() {
+            if end > start && framed.end - start > maxBytes { break }
+            end = framed.end
+            nextOffset = framed.batch.lastOffset + 1
+        }
+        return LogSlice(file: segment.segment.log, range: start..<end, firstOffset: firstOffset, nextOffset: nextOffset)
+    }
+
+    // MARK: Offset for time
+
+    /// The first offset whose record timestamp (of the configured type) is at least `timestamp`,
+    /// or `nil` when every record is older. Uses the segments' time indexes.
+    public func offset(forTimestamp timestamp: Int64) async throws(StorageError) -> Int64? {
+        do {
+            return try await threadPool.runIfActive { [self] in try offsetBlocking(forTimestamp: timestamp) }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(code: .ioError, message: "the storage thread pool is not running: \(error)")
+        }
+    }
+
+    /// Like ``offset(forTimestamp:)`` on the calling thread. Never call it on an event loop.
+    public func offsetBlocking(forTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
+        let (candidate, logStart) = state.withLock { state in
+            (state.segments.first { $0.maxTimestamp >= timestamp }, state.logStartOffset)
+        }
+        guard let segment = candidate else { return nil }
+        let from = segment.segment.timeIndex.lastEntry(before: timestamp, count: segment.timeIndexCount)?.offset
+            ?? segment.baseOffset
+        guard let (start, _) = try Self.position(of: from, in: segment) else { return nil }
+        var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<segment.size), from: start)
+        let useAppendTime = configuration.timestampType == .logAppendTime
+        while let framed = iterator.next() {
+            let batch = framed.batch
+            if useAppendTime {
+                if batch.logAppendTime >= timestamp { return max(batch.baseOffset, logStart) }
+            } else if batch.maxTimestamp >= timestamp {
+                let index = batch.firstRecordIndex(withTimestampAtLeast: timestamp) ?? 0
+                return max(batch.baseOffset + Int64(index), logStart)
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,84 @@
+import FjordRecords
+
+/// A run of whole framed batches inside a segment's memory map, returned by a read.
+///
+/// No bytes are copied: the slice points into the map and keeps it alive, so its bytes stay
+/// valid while the slice (or a copy of it) exists, even if retention deletes the segment or the
+/// log is truncated meanwhile. The bytes are any number of `RecordBatchSet.batches` fields (see
+/// ``FjordRecords/BatchFraming``), ready to be sent as-is.
+///
+/// ```swift
+/// let result = try await log.read(from: offset, maxBytes: 1 << 20)
+/// result.records.withUnsafeBytes { bytes in
+///     var batches = FramedBatchIterator(bytes)
+///     while let framed = batches.next() { print(framed.batch.baseOffset) }
+/// }
+/// ```
+public struct LogSlice: Sendable {
+    let file: MappedFile?
+    /// Byte range within the segment file.
+    public let range: Range<Int>
+    /// Offset of the first record of the first batch (may be below the offset that was asked for).
+    public let firstOffset: Int64
+    /// Offset after the last record of the last batch.
+    public let nextOffset: Int64
+
+    static func empty(at offset: Int64) -> LogSlice {
+        LogSlice(file: nil, range: 0..<0, firstOffset: offset, nextOffset: offset)
+    }
+
+    /// Number of bytes.
+    public var count: Int { range.count }
+    /// Whether the slice holds no batches.
+    public var isEmpty: Bool { range.isEmpty }
+
+    /// Calls `body` with the bytes. Do not let the pointer escape `body`.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        guard let file else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(file.bytes(range))
+    }
+
+    /// Touches every page so that later access does not fault (reads cold data in from disk).
+    func prefault() {
+        guard let file, !range.isEmpty else { return }
+        let bytes = file.bytes(range)
+        var sum: UInt8 = 0
+        var position = 0
+        while position < bytes.count {
+            sum &+= bytes[position]
+            position += 4096
+        }
+        sum &+= bytes[bytes.count - 1]
+        withExtendedLifetime(sum) {}
+    }
+}
+
+/// What a read returns: the batches and the log's bounds at the time of the read.
+public struct LogReadResult: Sendable {
+    /// Whole batches starting with the one holding the requested offset; empty at the log end.
+    public var records: LogSlice
+    /// The log start offset.
+    public var logStartOffset: Int64
+    /// The log end offset (the offset the next record will get).
+    public var logEndOffset: Int64
+}
+
+/// What an append returns.
+public struct AppendResult: Sendable, Hashable {
+    /// Offset given to the batch's first record.
+    public var baseOffset: Int64
+    /// Offset given to its last record.
+    public var lastOffset: Int64
+    /// The broker time stamped into the batch, ms since the epoch.
+    public var logAppendTime: Int64
+    /// The log start offset after the append.
+    public var logStartOffset: Int64
+}
+
+/// When an append completes.
+public enum AppendDurability: Sendable, Hashable {
+    /// Once the batch is written to the file (in the page cache), like Kafka's `acks=1`.
+    case written
+    /// Once the batch is on disk (fsync). Concurrent durable appends share one fsync (group commit).
+    case durable
+}

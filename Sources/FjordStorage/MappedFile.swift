@@ -1,0 +1,223 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import SystemPackage
+
+/// A file open for appending with `pwrite`, read through a shared read-only memory map.
+///
+/// The map reserves `capacity` bytes of address space up front, so a growing file never needs
+/// remapping: bytes become readable through the map as soon as `pwrite` returns. Only ranges
+/// below the size the owner has published are ever read, so the pages past the end of the file
+/// are never touched. The mapping lives as long as this object: a view holding it keeps the bytes
+/// readable after the file is unlinked or replaced.
+///
+/// Immutable after initialisation; the bytes it maps are published to readers through the log's
+/// lock, which is why it is `@unchecked Sendable`.
+final class MappedFile: @unchecked Sendable {
+    let path: FilePath
+    let descriptor: FileDescriptor
+    private let base: UnsafeMutableRawPointer?
+    let capacity: Int
+
+    /// Opens (creating or truncating as `options` say) `path` and maps `capacity` bytes of it.
+    init(path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int) throws(StorageError) {
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try FileDescriptor.open(
+                path, .readWrite, options: options.union(.closeOnExec), permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch {
+            throw StorageError.systemCall("open", error as? Errno ?? .ioError, path: path)
+        }
+        self.path = path
+        self.descriptor = descriptor
+        self.capacity = capacity
+        if capacity > 0 {
+            let pointer = mmap(nil, capacity, PROT_READ, MAP_SHARED, descriptor.rawValue, 0)
+            guard let pointer, pointer != MAP_FAILED else {
+                let errno = Errno(rawValue: Glibc.errno)
+                try? descriptor.close()
+                throw StorageError.systemCall("mmap", errno, path: path)
+            }
+            self.base = pointer
+        } else {
+            self.base = nil
+        }
+    }
+
+    deinit {
+        if let base { munmap(base, capacity) }
+        try? descriptor.close()
+    }
+
+    /// The mapped bytes in `range`, which must lie within published data.
+    @inline(__always)
+    func bytes(_ range: Range<Int>) -> UnsafeRawBufferPointer {
+        precondition(range.upperBound <= capacity)
+        guard let base else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count)
+    }
+
+    /// Current size of the file on disk.
+    func size() throws(StorageError) -> Int {
+        var info = stat()
+        guard fstat(descriptor.rawValue, &info) == 0 else {
+            throw StorageError.systemCall("fstat", Errno(rawValue: Glibc.errno), path: path)
+        }
+        return Int(info.st_size)
+    }
+
+    /// Writes `bytes` at `offset`, retrying short writes.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(StorageError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor.rawValue, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                let errno = Errno(rawValue: Glibc.errno)
+                if errno == .interrupted { continue }
+                throw StorageError.systemCall("pwrite", errno, path: path)
+            }
+            done += n
+        }
+    }
+
+    /// Writes an array of bytes at `offset`.
+    func write(_ bytes: [UInt8], at offset: Int) throws(StorageError) {
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(StorageError) in try write(raw, at: offset) } }
+        try result.get()
+    }
+
+    /// Writes the buffers described by `iovecs` contiguously from `offset`, retrying short writes.
+    /// `iovecs` is consumed (advanced) as the data goes out.
+    func write(_ iovecs: inout [iovec], at offset: Int) throws(StorageError) {
+        var position = offset
+        var first = 0
+        while first < iovecs.count {
+            let count = Int32(min(iovecs.count - first, 1024))
+            let n = iovecs.withUnsafeBufferPointer { pwritev(descriptor.rawValue, $0.baseAddress! + first, count, off_t(position)) }
+            if n < 0 {
+                let errno = Errno(rawValue: Glibc.errno)
+                if errno == .interrupted { continue }
+                throw StorageError.systemCall("pwritev", errno, path: path)
+            }
+            position += n
+            var remaining = n
+            while remaining > 0, first < iovecs.count {
+                if remaining >= iovecs[first].iov_len {
+                    remaining -= iovecs[first].iov_len
+                    first += 1
+                } else {
+                    iovecs[first].iov_base += remaining
+                    iovecs[first].iov_len -= remaining
+                    remaining = 0
+                }
+            }
+            while first < iovecs.count, iovecs[first].iov_len == 0 { first += 1 }
+        }
+    }
+
+    /// Forces written data to disk.
+    func sync() throws(StorageError) {
+        while fdatasync(descriptor.rawValue) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)
+            if errno != .interrupted { throw StorageError.systemCall("fdatasync", errno, path: path) }
+        }
+    }
+
+    /// Sets the file's size; used to drop a torn or failed tail, never below published data.
+    func truncate(to size: Int) throws(StorageError) {
+        while ftruncate(descriptor.rawValue, off_t(size)) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)
+            if errno != .interrupted { throw StorageError.systemCall("ftruncate", errno, path: path) }
+        }
+    }
+}
+
+/// File-system operations on paths, mapped to ``StorageError``.
+enum FileSystem {
+    static func createDirectory(_ path: FilePath) throws(StorageError) {
+        var prefix = FilePath(path.root?.string ?? "")
+        for component in path.components {
+            prefix.append(component)
+            if mkdir(prefix.string, 0o755) != 0 {
+                let errno = Errno(rawValue: Glibc.errno)
+                if errno != .fileExists { throw StorageError.systemCall("mkdir", errno, path: prefix) }
+            }
+        }
+    }
+
+    static func exists(_ path: FilePath) -> Bool {
+        access(path.string, F_OK) == 0
+    }
+
+    static func remove(_ path: FilePath) throws(StorageError) {
+        if unlink(path.string) != 0 {
+            let errno = Errno(rawValue: Glibc.errno)
+            if errno != .noSuchFileOrDirectory { throw StorageError.systemCall("unlink", errno, path: path) }
+        }
+    }
+
+    static func rename(_ from: FilePath, to: FilePath) throws(StorageError) {
+        if Glibc.rename(from.string, to.string) != 0 {
+            throw StorageError.systemCall("rename", Errno(rawValue: Glibc.errno), path: from)
+        }
+    }
+
+    static func listDirectory(_ path: FilePath) throws(StorageError) -> [String] {
+        guard let dir = opendir(path.string) else {
+            throw StorageError.systemCall("opendir", Errno(rawValue: Glibc.errno), path: path)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// fsyncs a directory so that created, renamed and removed entries survive a crash.
+    static func syncDirectory(_ path: FilePath) throws(StorageError) {
+        let fd = open(path.string, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError.systemCall("open", Errno(rawValue: Glibc.errno), path: path) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw StorageError.systemCall("fsync", Errno(rawValue: Glibc.errno), path: path) }
+    }
+
+    /// Writes a small file atomically: a temporary file, fsync, rename, directory fsync.
+    static func writeAtomically(_ contents: String, to path: FilePath, directory: FilePath) throws(StorageError) {
+        let temporary = FilePath(path.string + ".tmp")
+        let file = try MappedFile(path: temporary, options: [.create, .truncate], capacity: 0)
+        try file.write(Array(contents.utf8), at: 0)
+        try file.sync()
+        try rename(temporary, to: path)
+        try syncDirectory(directory)
+    }
+
+    static func readSmallFile(_ path: FilePath) -> String? {
+        guard let fd = try? FileDescriptor.open(path, .readOnly) else { return nil }
+        defer { try? fd.close() }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        guard let n = try? buffer.withUnsafeMutableBytes({ try fd.read(into: $0) }) else { return nil }
+        return String(decoding: buffer[..<n], as: UTF8.self)
+    }
+
+    /// Copies the first `length` bytes of `source` (from its map) into a new, fsynced file at `destination`.
+    static func copyPrefix(of source: MappedFile, length: Int, to destination: FilePath) throws(StorageError) -> MappedFile {
+        let target = try MappedFile(path: destination, options: [.create, .truncate], capacity: 0)
+        let chunk = 8 << 20
+        var copied = 0
+        while copied < length {
+            let end = min(length, copied + chunk)
+            try target.write(source.bytes(copied..<end), at: copied)
+            copied = end
+        }
+        try target.sync()
+        return target
+    }
+}

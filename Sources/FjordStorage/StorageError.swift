@@ -1,0 +1,122 @@
+public import SystemPackage
+
+/// An error from the storage layer, with the file it concerns.
+///
+/// ```swift
+/// do {
+///     _ = try log.read(from: 42, maxBytes: 1 << 20)
+/// } catch let error as StorageError where error.code == .offsetOutOfRange {
+///     print(error.logStartOffset!, error.logEndOffset!)
+/// }
+/// ```
+public struct StorageError: Error, Sendable, CustomStringConvertible {
+    /// The kind of failure. New codes may be added.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Value: String, Sendable, Hashable {
+            case offsetOutOfRange, invalidBatch, diskFull, permissionDenied, ioError, corruptSegment
+            case invalidConfiguration, logClosed, invalidArgument
+        }
+        private let value: Value
+        private init(_ value: Value) { self.value = value }
+
+        /// The requested offset is below the log start or beyond the log end.
+        public static let offsetOutOfRange = Code(.offsetOutOfRange)
+        /// The batch failed validation; ``StorageError/batchError`` says why.
+        public static let invalidBatch = Code(.invalidBatch)
+        /// No space left on the device (ENOSPC, EDQUOT). The log is unchanged and usable once space is back.
+        public static let diskFull = Code(.diskFull)
+        /// The process may not read or write a file (EACCES, EPERM, EROFS).
+        public static let permissionDenied = Code(.permissionDenied)
+        /// Any other failed system call.
+        public static let ioError = Code(.ioError)
+        /// Stored data failed validation before the tail of the log; it is never served.
+        public static let corruptSegment = Code(.corruptSegment)
+        /// A configuration value is out of range.
+        public static let invalidConfiguration = Code(.invalidConfiguration)
+        /// The log has been closed.
+        public static let logClosed = Code(.logClosed)
+        /// An argument is out of range.
+        public static let invalidArgument = Code(.invalidArgument)
+
+        public var description: String { value.rawValue }
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// What happened, for people.
+    public var message: String
+    /// The file concerned, when there is one.
+    public var path: FilePath?
+    /// The byte position in ``path`` where the problem is, for corrupt data.
+    public var position: Int?
+    /// The system error, for failed system calls.
+    public var errno: Errno?
+    /// The validation failure, for ``Code/invalidBatch``.
+    public var batchError: RecordBatchErrorBox?
+    /// The log start offset, for ``Code/offsetOutOfRange``.
+    public var logStartOffset: Int64?
+    /// The log end offset, for ``Code/offsetOutOfRange``.
+    public var logEndOffset: Int64?
+    /// Where the error was raised.
+    public var location: String
+
+    /// Creates an error.
+    public init(
+        code: Code, message: String, path: FilePath? = nil, position: Int? = nil, errno: Errno? = nil,
+        file: String = #fileID, line: Int = #line
+    ) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.position = position
+        self.errno = errno
+        self.location = "\(file):\(line)"
+    }
+
+    public var description: String {
+        var text = "\(code): \(message)"
+        if let path { text += " [file: \(path)" + (position.map { " at byte \($0)" } ?? "") + "]" }
+        if let errno { text += " (\(errno))" }
+        return text
+    }
+
+    /// Maps a failed system call to a storage error, classifying space and permission failures.
+    static func systemCall(
+        _ call: String, _ errno: Errno, path: FilePath, file: String = #fileID, line: Int = #line
+    ) -> StorageError {
+        let code: Code
+        switch errno {
+        case .noSpace, .diskQuotaExceeded: code = .diskFull
+        case .permissionDenied, .notPermitted, .readOnlyFileSystem: code = .permissionDenied
+        default: code = .ioError
+        }
+        return StorageError(
+            code: code, message: "\(call) failed", path: path, errno: errno, file: file, line: line)
+    }
+}
+
+public import FjordRecords
+
+/// Carries a ``FjordRecords/RecordBatchError`` inside a ``StorageError``.
+public struct RecordBatchErrorBox: Sendable {
+    /// The validation failure.
+    public var error: RecordBatchError
+}
+
+extension StorageError {
+    static func invalidBatch(_ error: RecordBatchError, file: String = #fileID, line: Int = #line) -> StorageError {
+        var result = StorageError(
+            code: .invalidBatch, message: "invalid record batch: \(error)", file: file, line: line)
+        result.batchError = RecordBatchErrorBox(error: error)
+        return result
+    }
+
+    static func outOfRange(_ offset: Int64, start: Int64, end: Int64) -> StorageError {
+        var result = StorageError(
+            code: .offsetOutOfRange,
+            message: "offset \(offset) is outside the log, which holds offsets \(start) to \(end - 1) (log end \(end))")
+        result.logStartOffset = start
+        result.logEndOffset = end
+        return result
+    }
+}
