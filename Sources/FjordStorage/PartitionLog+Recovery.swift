@@ -111,7 +111,7 @@ struct Recovery {
     ) throws(StorageError) -> SegmentState {
         let isLast = nextBase == nil
         let probe = try MappedFile(
-            path: directory.appending(LogSegment.fileName(base, LogSegment.logSuffix)), options: [], capacity: 0)
+            path: directory.appending(LogSegment.fileName(base, LogSegment.logSuffix)), options: [.create], capacity: 0)
         let fileSize = try probe.size()
         let capacity = isLast ? max(fileSize, activeCapacity) : fileSize
         // Segments that may hold unflushed data are validated after an unclean shutdown.
