@@ -81,9 +81,9 @@ static int detect_hardware(void) {
 #elif defined(__aarch64__) && defined(__linux__)
 __attribute__((target("+crc")))
 static uint32_t crc32c_hardware(uint32_t crc, const unsigned char *p, size_t n) {
-    while (n && ((uintptr_t)p & 7)) { crc = __builtin_aarch64_crc32cb(crc, *p++); n--; }
-    while (n >= 8) { uint64_t w; memcpy(&w, p, 8); crc = __builtin_aarch64_crc32cx(crc, w); p += 8; n -= 8; }
-    while (n--) crc = __builtin_aarch64_crc32cb(crc, *p++);
+    while (n && ((uintptr_t)p & 7)) { crc = __builtin_arm_crc32cb(crc, *p++); n--; }
+    while (n >= 8) { uint64_t w; memcpy(&w, p, 8); crc = __builtin_arm_crc32cd(crc, w); p += 8; n -= 8; }
+    while (n--) crc = __builtin_arm_crc32cb(crc, *p++);
     return crc;
 }
 static int detect_hardware(void) { return (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0; }

@@ -38,18 +38,11 @@ public struct LogSlice: Sendable {
         return try body(file.bytes(range))
     }
 
-    /// Touches every page so that later access does not fault (reads cold data in from disk).
+    /// Maps every page of the slice into the process (reading cold data in from disk) so that
+    /// later access neither blocks on I/O nor takes a page fault per page.
     func prefault() {
         guard let file, !range.isEmpty else { return }
-        let bytes = file.bytes(range)
-        var sum: UInt8 = 0
-        var position = 0
-        while position < bytes.count {
-            sum &+= bytes[position]
-            position += 4096
-        }
-        sum &+= bytes[bytes.count - 1]
-        withExtendedLifetime(sum) {}
+        file.populate(range)
     }
 }
 

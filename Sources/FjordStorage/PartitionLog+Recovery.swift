@@ -211,19 +211,24 @@ struct Recovery {
         var end = previous.position
         var nextOffset = previous.offset
         var sinceEntry = 0
+        var lastFrame = 0
         while let framed = iterator.next() {
-            guard framed.batch.baseOffset == nextOffset || end == previous.position else { return nil }
+            guard framed.batch.baseOffset == nextOffset else { return nil }
             let timestamp = configuration.timestampType == .createTime ? framed.batch.maxTimestamp : framed.batch.logAppendTime
             state.maxTimestamp = max(state.maxTimestamp, timestamp)
-            sinceEntry += framed.end - framed.position
+            lastFrame = framed.end - framed.position
+            sinceEntry += lastFrame
             end = framed.end
             nextOffset = framed.batch.lastOffset + 1
         }
         guard iterator.stopReason == .endOfBytes, end == fileSize else { return nil }
         if let nextBase, nextOffset != nextBase { return nil }
+        // Appends add an entry once `indexIntervalBytes` have been written since the last one, so
+        // a longer tail means entries are missing (a deleted or emptied index): rebuild it.
+        guard sinceEntry - lastFrame < configuration.indexIntervalBytes else { return nil }
         state.size = fileSize
         state.nextOffset = nextOffset
-        state.bytesSinceIndexEntry = offsetCount == 0 ? fileSize : sinceEntry
+        state.bytesSinceIndexEntry = sinceEntry
         return state
     }
 

@@ -18,7 +18,9 @@ struct BenchLogCommand: AsyncParsableCommand {
             The append phase keeps --in-flight appends outstanding (the broker pipelines produce
             requests the same way). MB/s counts payload bytes (records × record size, MB = 10^6 B);
             "log MB/s" counts the bytes written to segment files. The read phase walks the log from
-            its first offset with reads of --read-bytes, iterating every batch header in place.
+            its first offset with reads of --read-bytes through the storage thread pool (the broker's path)
+            and by default reads every byte once through the memory map; --read-check crc checks
+            every batch's CRC32C as a consumer would, --read-check none walks the headers only.
 
             --compare-dd first writes the same number of bytes with `dd if=/dev/zero bs=1M` (with
             conv=fdatasync for --durable) into the same directory and prints the ratio.
@@ -52,6 +54,19 @@ struct BenchLogCommand: AsyncParsableCommand {
 
     @Option(help: "Most bytes per read in the read phase.")
     var readBytes: Int = 1 << 20
+
+    /// What the read phase does with each batch it reads.
+    enum ReadCheck: String, ExpressibleByArgument, CaseIterable, Codable {
+        /// Reads every byte once (as sending it to a socket or encrypting it would).
+        case touch
+        /// Checks every batch's CRC32C, as a consumer does.
+        case crc
+        /// Walks the batch headers only.
+        case none
+    }
+
+    @Option(help: "Read phase: touch every byte, check every CRC32C, or walk headers only (touch|crc|none).")
+    var readCheck: ReadCheck = .touch
 
     @Flag(help: "Also time dd writing the same bytes to the same directory.")
     var compareDd = false
@@ -148,29 +163,39 @@ struct BenchLogCommand: AsyncParsableCommand {
 
         if !skipRead {
             let readBytes = self.readBytes
-            let (seconds, bytes, count) = try await onThread { () throws -> (Double, Int, Int) in
-                var offset = log.logStartOffset
-                let end = log.logEndOffset
-                var bytes = 0
-                var count = 0
-                let start = DispatchTime.now().uptimeNanoseconds
-                while offset < end {
-                    let result = try log.readBlocking(from: offset, maxBytes: readBytes)
-                    result.records.withUnsafeBytes { raw in
-                        var iterator = FramedBatchIterator(raw)
-                        while let framed = iterator.next() { count += Int(framed.batch.recordCount) }
+            let check = readCheck
+            var offset = log.logStartOffset
+            let end = log.logEndOffset
+            var bytes = 0
+            var count = 0
+            var checksum: UInt64 = 0
+            let start = DispatchTime.now().uptimeNanoseconds
+            while offset < end {
+                // The broker's path: the read runs on the storage thread pool and maps the pages in.
+                let result = try await log.read(from: offset, maxBytes: readBytes)
+                let valid = result.records.withUnsafeBytes { raw in
+                    var iterator = FramedBatchIterator(raw)
+                    var valid = true
+                    while let framed = iterator.next() {
+                        count += Int(framed.batch.recordCount)
+                        if check == .crc { valid = valid && framed.batch.isCRCValid }
                     }
-                    bytes += result.records.count
-                    offset = result.records.nextOffset
+                    if check == .touch { checksum ^= Self.touch(raw) }
+                    return valid
                 }
-                return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytes, count)
+                guard valid else { throw ValidationError("a batch read back failed its CRC32C check") }
+                bytes += result.records.count
+                offset = result.records.nextOffset
             }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             guard count == totalRecords else {
                 throw ValidationError("read \(count) records back, appended \(totalRecords)")
             }
             report.readSeconds = seconds
             report.readGBPerSec = Double(bytes) / seconds / 1e9
             report.readRecordsPerSec = Double(count) / seconds
+            report.readCheck = check.rawValue
+            withExtendedLifetime(checksum) {}
         }
         try await log.close()
 
@@ -182,6 +207,15 @@ struct BenchLogCommand: AsyncParsableCommand {
         } else {
             print(report.text)
         }
+    }
+
+    /// XORs the bytes 8 at a time: reads every byte once, at memory speed.
+    static func touch(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var sum: UInt64 = 0
+        let words = bytes.count / 8
+        for i in 0..<words { sum ^= bytes.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
+        for i in (words * 8)..<bytes.count { sum ^= UInt64(bytes[i]) }
+        return sum
     }
 
     /// Times dd writing `bytes` (rounded up to whole MiB) into `directory`; returns MB/s.
@@ -233,6 +267,7 @@ struct Report: Codable {
     var readSeconds: Double?
     var readGBPerSec: Double?
     var readRecordsPerSec: Double?
+    var readCheck = "touch"
 
     var text: String {
         func f(_ value: Double?, _ digits: Int = 1) -> String { value.map { String(format: "%.\(digits)f", $0) } ?? "-" }
@@ -244,7 +279,7 @@ struct Report: Codable {
             lines.append("  dd bs=1M\(durable ? " conv=fdatasync" : ""): \(f(dd)) MB/s; append/dd = \(f(appendVsDD, 3))")
         }
         if let read = readGBPerSec {
-            lines.append("  read:   \(f(read, 2)) GB/s of batch bytes, \(f(readRecordsPerSec.map { $0 / 1e6 }, 1)) M records/s (\(f(readSeconds, 3)) s)")
+            lines.append("  read:   \(f(read, 2)) GB/s of batch bytes\(readCheck == "crc" ? " (CRC32C checked)" : readCheck == "touch" ? " (every byte read)" : " (headers only)"), \(f(readRecordsPerSec.map { $0 / 1e6 }, 1)) M records/s (\(f(readSeconds, 3)) s)")
         }
         return lines.joined(separator: "\n")
     }
