@@ -93,7 +93,10 @@ let package = Package(
         ),
         .testTarget(
             name: "FjordCLITests",
-            dependencies: ["FjordRecords", "FjordProto"],
+            dependencies: [
+                "FjordRecords", "FjordStorage",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]
