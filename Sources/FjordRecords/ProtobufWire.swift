@@ -40,7 +40,8 @@ package struct ProtobufWireReader {
         guard let key = readVarint() else { return nil }
         let number = key >> 3
         let wireType = UInt8(key & 7)
-        guard number > 0 else { return nil }
+        // Field numbers run from 1 to 2^29 - 1; protobuf decoders reject anything else.
+        guard number > 0, number <= 0x1FFF_FFFF else { return nil }
         let start = position
         switch wireType {
         case 0:

@@ -48,7 +48,7 @@ extension PartitionLog {
         }
         let logStart = logStartOffset
         guard !removed.isEmpty else { return RetentionResult(deletedSegments: [], deletedBytes: 0, logStartOffset: logStart) }
-        try await runOnPool { [directory] () throws(StorageError) in
+        try await Self.onPool(threadPool) { [directory] () throws(StorageError) in
             for segment in removed {
                 for path in segment.segment.paths { try FileSystem.remove(path) }
             }
@@ -154,9 +154,12 @@ extension PartitionLog {
         logger.info("closed log", metadata: ["log.directory": "\(directory)", "log.end_offset": "\(logEnd)"])
     }
 
-    func runOnPool(_ body: @escaping @Sendable () throws(StorageError) -> Void) async throws(StorageError) {
+    /// Runs blocking file work on `pool`, keeping the `StorageError` it throws.
+    static func onPool<T: Sendable>(
+        _ pool: NIOThreadPool, _ body: @escaping @Sendable () throws(StorageError) -> T
+    ) async throws(StorageError) -> T {
         do {
-            try await threadPool.runIfActive { try body() }
+            return try await pool.runIfActive { try body() }
         } catch let error as StorageError {
             throw error
         } catch {

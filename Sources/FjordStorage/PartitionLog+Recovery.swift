@@ -20,16 +20,9 @@ extension PartitionLog {
         clock: @escaping @Sendable () -> Int64 = PartitionLog.wallClockMilliseconds
     ) async throws(StorageError) -> PartitionLog {
         try configuration.validate()
-        do {
-            return try await threadPool.runIfActive {
-                try openBlocking(
-                    directory: directory, configuration: configuration, threadPool: threadPool, logger: logger,
-                    clock: clock)
-            }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError(code: .ioError, message: "the storage thread pool is not running: \(error)")
+        return try await onPool(threadPool) { () throws(StorageError) in
+            try openBlocking(
+                directory: directory, configuration: configuration, threadPool: threadPool, logger: logger, clock: clock)
         }
     }
 

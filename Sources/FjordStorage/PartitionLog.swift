@@ -498,16 +498,10 @@ public final class PartitionLog: Sendable {
     /// - Throws: ``StorageError/Code/offsetOutOfRange`` naming both bounds when `offset` is below
     ///   the log start or beyond the log end. Reading at the log end returns an empty slice.
     public func read(from offset: Int64, maxBytes: Int) async throws(StorageError) -> LogReadResult {
-        do {
-            return try await threadPool.runIfActive { [self] in
-                let result = try readBlocking(from: offset, maxBytes: maxBytes)
-                result.records.prefault()
-                return result
-            }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError(code: .ioError, message: "the storage thread pool is not running: \(error)")
+        try await Self.onPool(threadPool) { [self] () throws(StorageError) in
+            let result = try readBlocking(from: offset, maxBytes: maxBytes)
+            result.records.prefault()
+            return result
         }
     }
 
@@ -576,13 +570,7 @@ public final class PartitionLog: Sendable {
     /// The first offset whose record timestamp (of the configured type) is at least `timestamp`,
     /// or `nil` when every record is older. Uses the segments' time indexes.
     public func offset(forTimestamp timestamp: Int64) async throws(StorageError) -> Int64? {
-        do {
-            return try await threadPool.runIfActive { [self] in try offsetBlocking(forTimestamp: timestamp) }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError(code: .ioError, message: "the storage thread pool is not running: \(error)")
-        }
+        try await Self.onPool(threadPool) { [self] () throws(StorageError) in try offsetBlocking(forTimestamp: timestamp) }
     }
 
     /// Like ``offset(forTimestamp:)`` on the calling thread. Never call it on an event loop.
