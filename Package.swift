@@ -77,7 +77,11 @@ let package = Package(
         ),
         .testTarget(
             name: "FjordRecordsTests",
-            dependencies: ["FjordRecords", "FjordProto", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "FjordRecords", "FjordProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
