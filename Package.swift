@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "FjordStorage", "FjordRecords", "FjordProto",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
