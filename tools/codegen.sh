@@ -25,7 +25,7 @@ if [[ -z "$plugin" ]]; then
     plugin="$root/.build-protoc-gen-swift/release/protoc-gen-swift"
 fi
 
-out_swift="Sources/FjordProto/Generated"
+out_swift="$root/Sources/FjordProto/Generated"
 target="$out_swift"
 if ((check)); then
     tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -37,11 +37,11 @@ rm -f "$target"/*.pb.swift
 protos=$(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
 (cd proto && protoc --plugin=protoc-gen-swift="$plugin" \
     --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores --swift_opt=UseAccessLevelOnImports=true \
-    --swift_out="$root/$target" $protos)
+    --swift_out="$target" $protos)
 
 if ((check)); then
     if ! diff -r "$target" "$out_swift"; then
-        echo "codegen: $out_swift is stale; run tools/codegen.sh and commit the result" >&2
+        echo "codegen: Sources/FjordProto/Generated is stale; run tools/codegen.sh and commit the result" >&2
         exit 1
     fi
     echo "codegen: generated code is current"

@@ -18,7 +18,8 @@ struct BenchLogCommand: AsyncParsableCommand {
             The append phase keeps --in-flight appends outstanding (the broker pipelines produce
             requests the same way). MB/s counts payload bytes (records × record size, MB = 10^6 B);
             "log MB/s" counts the bytes written to segment files. The read phase walks the log from
-            its first offset with reads of --read-bytes through the storage thread pool (the broker's path)
+            its first offset with reads of --read-bytes through the storage thread pool (the broker's path),
+            one read prepared ahead while the current one is consumed,
             and by default reads every byte once through the memory map; --read-check crc checks
             every batch's CRC32C as a consumer would, --read-check none walks the headers only.
 
@@ -164,15 +165,21 @@ struct BenchLogCommand: AsyncParsableCommand {
         if !skipRead {
             let readBytes = self.readBytes
             let check = readCheck
-            var offset = log.logStartOffset
             let end = log.logEndOffset
             var bytes = 0
             var count = 0
             var checksum: UInt64 = 0
             let start = DispatchTime.now().uptimeNanoseconds
-            while offset < end {
-                // The broker's path: the read runs on the storage thread pool and maps the pages in.
-                let result = try await log.read(from: offset, maxBytes: readBytes)
+            // The broker's path: reads run on the storage thread pool, which maps the pages in,
+            // and the next read is prepared while the current bytes are consumed (one ahead).
+            var pending: Task<LogReadResult, any Error>? = Task { [log] in
+                try await log.read(from: log.logStartOffset, maxBytes: readBytes)
+            }
+            while let current = pending {
+                let result = try await current.value
+                let next = result.records.nextOffset
+                pending = next < end && !result.records.isEmpty
+                    ? Task { [log] in try await log.read(from: next, maxBytes: readBytes) } : nil
                 let valid = result.records.withUnsafeBytes { raw in
                     var iterator = FramedBatchIterator(raw)
                     var valid = true
@@ -185,7 +192,6 @@ struct BenchLogCommand: AsyncParsableCommand {
                 }
                 guard valid else { throw ValidationError("a batch read back failed its CRC32C check") }
                 bytes += result.records.count
-                offset = result.records.nextOffset
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             guard count == totalRecords else {
