@@ -233,6 +233,19 @@ import Testing
         }
     }
 
+    @Test func intervalFlushPolicyAdvancesTheRecoveryPointWithoutBeingAsked() async throws {
+        try await inTemporaryDirectory { root in
+            var configuration = smallConfiguration()
+            configuration.flushPolicy = .interval(milliseconds: 20)
+            let log = try await PartitionLog.open(directory: root.appending("log"), configuration: configuration)
+            for i in 0..<10 { try await log.append(batch(first: i, count: 1, valueSize: 10)) }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while log.recoveryPoint < 10 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(log.recoveryPoint == 10)
+            try await log.close()
+        }
+    }
+
     @Test func manyPartitionsAppendAndReadInParallel() async throws {
         try await inTemporaryDirectory { root in
             let logs = try await withThrowingTaskGroup(of: PartitionLog.self) { group in
