@@ -244,9 +244,9 @@ public final class PartitionLog: Sendable {
             // Take every following batch that fits in this segment.
             var end = index + 1
             var projected = active
-            project(appends[index], into: &projected)
+            project(appends[index], into: &projected, now: now)
             while end < appends.count, !shouldRoll(projected, before: appends[end], now: now) {
-                project(appends[end], into: &projected)
+                project(appends[end], into: &projected, now: now)
                 end += 1
             }
             active = writeChunk(appends[index..<end], to: active, now: now, scratch: &scratch)
@@ -255,10 +255,10 @@ public final class PartitionLog: Sendable {
     }
 
     /// Updates only the size and offset fields, to decide on rolls while grouping.
-    private func project(_ append: PendingAppend, into state: inout SegmentState) {
+    private func project(_ append: PendingAppend, into state: inout SegmentState, now: Int64) {
         state.size += BatchFraming.prefixSize + append.batch.readableBytes
         state.nextOffset += Int64(append.header.recordCount)
-        if state.firstAppendTime == nil { state.firstAppendTime = clock() }
+        if state.firstAppendTime == nil { state.firstAppendTime = now }
     }
 
     private func shouldRoll(_ segment: SegmentState, before append: PendingAppend, now: Int64) -> Bool {

@@ -1,3 +1,4 @@
+public import FjordRecords
 public import SystemPackage
 
 /// An error from the storage layer, with the file it concerns.
@@ -52,7 +53,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     /// The system error, for failed system calls.
     public var errno: Errno?
     /// The validation failure, for ``Code/invalidBatch``.
-    public var batchError: RecordBatchErrorBox?
+    public var batchError: RecordBatchError?
     /// The log start offset, for ``Code/offsetOutOfRange``.
     public var logStartOffset: Int64?
     /// The log end offset, for ``Code/offsetOutOfRange``.
@@ -95,19 +96,11 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-public import FjordRecords
-
-/// Carries a ``FjordRecords/RecordBatchError`` inside a ``StorageError``.
-public struct RecordBatchErrorBox: Sendable {
-    /// The validation failure.
-    public var error: RecordBatchError
-}
-
 extension StorageError {
     static func invalidBatch(_ error: RecordBatchError, file: String = #fileID, line: Int = #line) -> StorageError {
         var result = StorageError(
             code: .invalidBatch, message: "invalid record batch: \(error)", file: file, line: line)
-        result.batchError = RecordBatchErrorBox(error: error)
+        result.batchError = error
         return result
     }
 

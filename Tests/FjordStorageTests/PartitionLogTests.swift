@@ -301,11 +301,11 @@ import Testing
             corrupt.setInteger(UInt8(0xEE), at: 60)
             let crc = try await #require(throws: StorageError.self) { try await log.append(corrupt) }
             #expect(crc.code == .invalidBatch)
-            #expect(crc.batchError?.error.code == .crcMismatch)
+            #expect(crc.batchError?.code == .crcMismatch)
             let large = try await #require(throws: StorageError.self) {
                 try await log.append(batch(first: 2, count: 1, valueSize: 2000))
             }
-            #expect(large.batchError?.error.code == .tooLarge)
+            #expect(large.batchError?.code == .tooLarge)
             #expect(log.logEndOffset == 2)
             #expect(try await log.append(batch(first: 2, count: 2, valueSize: 10)).baseOffset == 2)
             #expect(try await values(log) == (0..<4).map { valueString($0, size: 10) })
