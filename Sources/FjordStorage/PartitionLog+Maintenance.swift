@@ -23,12 +23,18 @@ extension PartitionLog {
     ///
     /// A segment is past retention when its newest timestamp (of the configured type) is older
     /// than `now - retention.milliseconds`; size retention deletes the oldest segment while the log
-    /// would still hold at least `retention.bytes` without it (Kafka's rules).
+    /// would still hold at least `retention.bytes` without it (Kafka's rules). Runs on the log's
+    /// writer between appends.
     @discardableResult
     public func applyRetention(now: Int64? = nil) async throws(StorageError) -> RetentionResult {
         let now = now ?? clock()
+        // Runs on the writer, like truncation, so the two never see different segment lists.
+        return try await onWriter { [self] () throws(StorageError) in try retainOnWriter(now: now) }
+    }
+
+    private func retainOnWriter(now: Int64) throws(StorageError) -> RetentionResult {
         let retention = configuration.retention
-        let removed: [SegmentState] = state.withLock { state in
+        let (removed, logStart): ([SegmentState], Int64) = state.withLock { state in
             var total = Int64(state.segments.reduce(0) { $0 + $1.size })
             var count = 0
             while count < state.segments.count - 1 {
@@ -44,16 +50,14 @@ extension PartitionLog {
                 state.segments.removeFirst(count)
                 state.logStartOffset = state.segments[0].baseOffset
             }
-            return removed
+            return (removed, state.logStartOffset)
         }
-        let logStart = logStartOffset
         guard !removed.isEmpty else { return RetentionResult(deletedSegments: [], deletedBytes: 0, logStartOffset: logStart) }
-        try await Self.onPool(threadPool) { [directory] () throws(StorageError) in
-            for segment in removed {
-                for path in segment.segment.paths { try FileSystem.remove(path) }
-            }
-            try FileSystem.syncDirectory(directory)
+        // Readers holding slices keep the deleted files' maps alive.
+        for segment in removed {
+            for path in segment.segment.paths { try FileSystem.remove(path) }
         }
+        try FileSystem.syncDirectory(directory)
         logger.info(
             "retention deleted segments",
             metadata: [
@@ -71,13 +75,7 @@ extension PartitionLog {
     /// data keep reading the old bytes: the kept prefix is copied to a new file that replaces the
     /// old one, so no mapped file ever shrinks under a reader.
     public func truncate(to offset: Int64) async throws(StorageError) {
-        let result: Result<Void, StorageError> = await withCheckedContinuation { continuation in
-            let queued = enqueue(.barrier { [self] in continuation.resume(returning: Result { () throws(StorageError) in try truncateOnWriter(to: offset) }) })
-            if !queued {
-                continuation.resume(returning: .failure(StorageError(code: .logClosed, message: "the log at \(directory) is closed")))
-            }
-        }
-        try result.get()
+        try await onWriter { [self] () throws(StorageError) in try truncateOnWriter(to: offset) }
     }
 
     private func truncateOnWriter(to offset: Int64) throws(StorageError) {
@@ -137,10 +135,7 @@ extension PartitionLog {
             return state.closed
         }
         if alreadyClosed { return }
-        let result: Result<Void, StorageError> = await withCheckedContinuation { continuation in
-            _ = enqueue(.barrier { [self] in continuation.resume(returning: Result { () throws(StorageError) in try closeOnWriter() }) }, evenIfClosed: true)
-        }
-        try result.get()
+        try await onWriter(evenIfClosed: true) { [self] () throws(StorageError) in try closeOnWriter() }
     }
 
     private func closeOnWriter() throws(StorageError) {
@@ -152,6 +147,23 @@ extension PartitionLog {
         state.withLock { $0.recoveryPoint = logEnd }
         try FileSystem.writeAtomically("1\n", to: directory.appending(Self.cleanShutdownFile), directory: directory)
         logger.info("closed log", metadata: ["log.directory": "\(directory)", "log.end_offset": "\(logEnd)"])
+    }
+
+    /// Runs `body` on the log's serial writer, between appends; fails with `logClosed` once the
+    /// log is closed (unless `evenIfClosed`).
+    func onWriter<T: Sendable>(
+        evenIfClosed: Bool = false, _ body: @escaping @Sendable () throws(StorageError) -> T
+    ) async throws(StorageError) -> T {
+        let result: Result<T, StorageError> = await withCheckedContinuation { continuation in
+            let queued = enqueue(
+                .barrier { continuation.resume(returning: Result { () throws(StorageError) in try body() }) },
+                evenIfClosed: evenIfClosed)
+            if !queued {
+                continuation.resume(
+                    returning: .failure(StorageError(code: .logClosed, message: "the log at \(directory) is closed")))
+            }
+        }
+        return try result.get()
     }
 
     /// Runs blocking file work on `pool`, keeping the `StorageError` it throws.

@@ -35,6 +35,8 @@ public final class PartitionLog: Sendable {
     let validator: RecordBatchValidator
     let clock: @Sendable () -> Int64
     let state: Mutex<State>
+    /// Serializes writes of the recovery-point file (the flusher and the writer both write it).
+    let checkpointLock = Mutex(())
 
     /// Name of the marker written by a clean close; its presence lets the next open skip the scan.
     static let cleanShutdownFile = ".clean-shutdown"
@@ -483,8 +485,10 @@ public final class PartitionLog: Sendable {
     }
 
     func writeRecoveryPoint(_ offset: Int64) throws(StorageError) {
-        try FileSystem.writeAtomically(
-            "1\n\(offset)\n", to: directory.appending(Self.recoveryPointFile), directory: directory)
+        try checkpointLock.withLock { _ throws(StorageError) in
+            try FileSystem.writeAtomically(
+                "1\n\(offset)\n", to: directory.appending(Self.recoveryPointFile), directory: directory)
+        }
     }
 
     // MARK: Read

@@ -210,6 +210,30 @@ import Testing
         }
     }
 
+    @Test func retentionAndTruncationRunningTogetherLeaveAConsistentLog() async throws {
+        try await inTemporaryDirectory { root in
+            var configuration = smallConfiguration()
+            configuration.retention = .init(milliseconds: nil, bytes: 8 * 1024)
+            let directory = root.appending("log")
+            let log = try await PartitionLog.open(directory: directory, configuration: configuration)
+            var bases: [Int64] = []
+            for i in 0..<200 { bases.append(try await log.append(batch(first: i, count: 1, valueSize: 100)).baseOffset) }
+            let cut = bases[190]
+            async let retained = log.applyRetention()
+            async let truncated: Void = log.truncate(to: cut)
+            _ = try await (retained, truncated)
+            #expect(log.logEndOffset == cut)
+            #expect(log.logStartOffset == log.segmentBaseOffsets[0])
+            let expected = (Int(log.logStartOffset)..<Int(cut)).map { valueString($0, size: 100) }
+            #expect(try await values(log) == expected)
+            try await log.close()
+            let reopened = try await PartitionLog.open(directory: directory, configuration: configuration)
+            #expect(reopened.logStartOffset == log.logStartOffset)
+            #expect(try await values(reopened) == expected)
+            try await reopened.close()
+        }
+    }
+
     @Test(arguments: [false, true])
     func concurrentDurableAppendsShareFsyncs(everyBatchPolicy: Bool) async throws {
         try await inTemporaryDirectory { root in
