@@ -6,6 +6,7 @@
 //   CFjordCRC32C     hardware-accelerated CRC32C (SSE4.2 / ARMv8 CRC), C
 //   FjordProto       Swift code generated from proto/ (committed; tools/codegen.sh regenerates it)
 //   FjordRecords     the record-batch format: layout, builder, validator, views
+//   FjordWire        the frame codec of the wire protocol (NIOCore only)
 //   FjordStorage     partition logs: segments, indexes, recovery, retention (no networking)
 //   FjordCLI         the `fjord` executable (log dump, bench)
 import PackageDescription
@@ -47,6 +48,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "FjordWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -93,6 +99,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FjordWireTests",
+            dependencies: [
+                "FjordWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,116 @@
+import FjordWire
+import NIOCore
+import NIOEmbedded
+import NIOTestUtils
+import Testing
+
+@Suite struct FrameCodecTests {
+    private func frame(_ stream: UInt32, _ method: UInt16, _ flags: FrameFlags = [], _ payload: String) -> Frame {
+        Frame(streamID: stream, method: method, flags: flags, payload: ByteBuffer(string: payload))
+    }
+
+    private func bytes(_ frames: [Frame]) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        for frame in frames {
+            frame.header.write(to: &buffer)
+            buffer.writeImmutableBuffer(frame.payload)
+        }
+        return buffer
+    }
+
+    @Test func headerLayoutIsBigEndianTwelveBytes() {
+        var buffer = ByteBuffer()
+        FrameHeader(payloadLength: 0x0102_0304, streamID: 0x0A0B_0C0D, method: 0x0E0F, flags: [.endStream, .cancel])
+            .write(to: &buffer)
+        #expect(Array(buffer.readableBytesView) == [1, 2, 3, 4, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x05, 0x00])
+    }
+
+    @Test func decodesFramesFedByteByByteAndInOddChunks() throws {
+        let frames = [
+            frame(0, 1, [], "handshake"), frame(1, 7, [], ""), frame(1, 7, .endStream, "last"),
+            frame(3, 9, .error, String(repeating: "e", count: 300)), frame(5, 2, .cancel, ""),
+        ]
+        try ByteToMessageDecoderVerifier.verifyDecoder(
+            inputOutputPairs: [(bytes(frames), frames), (bytes([frames[0]]), [frames[0]])],
+            decoderFactory: { FrameDecoder(maximumPayloadLength: 1024) })
+    }
+
+    @Test func oversizeLengthIsRejectedFromTheHeaderAlone() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maximumPayloadLength: 1024)))
+        var header = ByteBuffer()
+        FrameHeader(payloadLength: 1025, streamID: 1, method: 1).write(to: &header)
+        // Only the 12 header bytes: the decoder must not wait for (or buffer) the payload.
+        let error = try #require(throws: FrameError.self) { try channel.writeInbound(header) }
+        #expect(error.code == .oversizeFrame)
+        #expect(error.message.contains("1025"))
+        _ = try? channel.finish()
+    }
+
+    @Test(arguments: [UInt8(0x08), 0x10, 0x80])
+    func unknownFlagsAreMalformed(flag: UInt8) throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maximumPayloadLength: 1024)))
+        var buffer = ByteBuffer()
+        buffer.writeMultipleIntegers(UInt32(0), UInt32(1), UInt16(1), flag, UInt8(0))
+        let error = try #require(throws: FrameError.self) { try channel.writeInbound(buffer) }
+        #expect(error.code == .malformedHeader)
+        _ = try? channel.finish()
+    }
+
+    @Test func truncatedInputAtEveryCutIsReportedAtEndOfStream() throws {
+        let whole = bytes([frame(1, 2, [], "0123456789")])
+        for cut in 1..<whole.readableBytes {
+            var decoder = FrameDecoder(maximumPayloadLength: 1024)
+            var partial = whole.getSlice(at: 0, length: cut)!
+            #expect(try decoder.decode(buffer: &partial) == nil)
+            let error = try #require(throws: FrameError.self) { _ = try decoder.decodeLast(buffer: &partial, seenEOF: true) }
+            #expect(error.code == .truncatedFrame)
+        }
+    }
+
+    @Test func randomInputNeverCrashesAndNeverBuffersPastTheLimit() throws {
+        var generator = SplitMix64(seed: 0xF70D)
+        for _ in 0..<500 {
+            var decoder = FrameDecoder(maximumPayloadLength: 256)
+            var buffer = ByteBuffer()
+            for _ in 0..<Int(generator.next() % 300) { buffer.writeInteger(UInt8(truncatingIfNeeded: generator.next())) }
+            do {
+                while let frame = try decoder.decode(buffer: &buffer) {
+                    #expect(frame.payload.readableBytes <= 256)
+                    #expect(FrameFlags.known.isSuperset(of: frame.header.flags))
+                }
+                // Whatever is left is less than one frame: a header announcing at most 256 bytes.
+                #expect(buffer.readableBytes < FrameHeader.size + 256)
+            } catch let error as FrameError {
+                #expect([.oversizeFrame, .malformedHeader].contains(error.code))
+            }
+        }
+    }
+
+    @Test func encoderWritesHeaderAndPayloadAsSeparateBuffersThatDecodeBack() throws {
+        let channel = EmbeddedChannel(handlers: [FrameEncoder()])
+        let sent = frame(9, 4, .endStream, "payload bytes")
+        try channel.writeOutbound(sent)
+        let header = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        let payload = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(header.readableBytes == FrameHeader.size)
+        #expect(payload == sent.payload)
+        var wire = header
+        wire.writeImmutableBuffer(payload)
+        var decoder = FrameDecoder(maximumPayloadLength: 1024)
+        #expect(try decoder.decode(buffer: &wire) == sent)
+        _ = try channel.finish()
+    }
+}
+
+/// A small deterministic generator for reproducible random input.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
