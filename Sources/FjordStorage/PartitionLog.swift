@@ -182,36 +182,36 @@ public final class PartitionLog: Sendable {
         return true
     }
 
-    /// The serial writer: takes everything queued, writes it, and repeats until the queue is empty.
+    /// The serial writer: takes everything queued and writes it. If more arrived meanwhile it queues
+    /// itself again behind the pool's other work (reads, fsyncs, other logs' writers) rather than
+    /// keeping the thread, so a busy log cannot starve the rest.
     private func drainWriter() {
-        var scratch = WriterScratch()
-        while true {
-            let operations: [PendingOperation] = state.withLock { state in
-                if state.pending.isEmpty {
-                    state.writerScheduled = false
-                    return []
-                }
-                var taken: [PendingOperation] = []
-                swap(&taken, &state.pending)
-                return taken
-            }
-            if operations.isEmpty { return }
-            var appends: [PendingAppend] = []
-            appends.reserveCapacity(operations.count)
-            for operation in operations {
-                switch operation {
-                case .append(let append):
-                    appends.append(append)
-                case .barrier(let body):
-                    if !appends.isEmpty {
-                        writeAppends(appends, scratch: &scratch)
-                        appends.removeAll(keepingCapacity: true)
-                    }
-                    body()
-                }
-            }
-            if !appends.isEmpty { writeAppends(appends, scratch: &scratch) }
+        let operations: [PendingOperation] = state.withLock { state in
+            var taken: [PendingOperation] = []
+            swap(&taken, &state.pending)
+            return taken
         }
+        var scratch = WriterScratch()
+        var appends: [PendingAppend] = []
+        appends.reserveCapacity(operations.count)
+        for operation in operations {
+            switch operation {
+            case .append(let append):
+                appends.append(append)
+            case .barrier(let body):
+                if !appends.isEmpty {
+                    writeAppends(appends, scratch: &scratch)
+                    appends.removeAll(keepingCapacity: true)
+                }
+                body()
+            }
+        }
+        if !appends.isEmpty { writeAppends(appends, scratch: &scratch) }
+        let more = state.withLock { state in
+            if state.pending.isEmpty { state.writerScheduled = false }
+            return !state.pending.isEmpty
+        }
+        if more { threadPool.submit { [self] _ in drainWriter() } }
     }
 
     /// Buffers the writer reuses between groups.
