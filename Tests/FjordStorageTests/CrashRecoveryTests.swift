@@ -115,21 +115,7 @@ import Testing
     }
 }
 
-// MARK: - Support (file-private so other suites can have their own)
-
-private func smallConfiguration() -> LogConfiguration {
-    var configuration = LogConfiguration()
-    configuration.segmentBytes = 4096
-    configuration.indexIntervalBytes = 256
-    return configuration
-}
-
-private func inTemporaryDirectory(_ body: (FilePath) async throws -> Void) async throws {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-recovery-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try await body(FilePath(path))
-}
+// MARK: - Support
 
 private func batch(first: Int, count: Int) -> ByteBuffer {
     var builder = RecordBatchBuilder()
@@ -137,32 +123,6 @@ private func batch(first: Int, count: Int) -> ByteBuffer {
         builder.append(Record(key: Array("key-\(i)".utf8), value: Array("value-\(i)".utf8), timestamp: 1_700_000_000_000 + Int64(i)))
     }
     return builder.build()
-}
-
-/// Every record value from the log start to the log end, read through the public API.
-private func values(_ log: PartitionLog) async throws -> [String] {
-    var result: [String] = []
-    var offset = log.logStartOffset
-    while offset < log.logEndOffset {
-        let read = try await log.read(from: offset, maxBytes: 1 << 20)
-        try read.records.withUnsafeBytes { bytes in
-            var iterator = FramedBatchIterator(bytes)
-            while let framed = iterator.next() {
-                let decoded = try recordValues(framed.batch)
-                for (i, record) in decoded.enumerated() where framed.batch.baseOffset + Int64(i) >= offset {
-                    result.append(record)
-                }
-            }
-        }
-        offset = read.records.nextOffset
-    }
-    return result
-}
-
-/// Record values of a batch, decoded with the generated protobuf code.
-private func recordValues(_ batch: RecordBatchView) throws -> [String] {
-    let decoded = try FjordProtoDecoding.decode(Array(batch.bytes))
-    return decoded
 }
 
 private func framePositions(_ data: Data) throws -> [Int] {

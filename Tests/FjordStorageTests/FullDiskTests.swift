@@ -45,7 +45,7 @@ import Testing
         #expect(error.code == .diskFull)
         #expect(error.path != nil)
         #expect(log.logEndOffset == Int64(acknowledged.count))
-        #expect(try await readValues(log) == acknowledged)
+        #expect(try await values(log) == acknowledged)
 
         // Still full for a record of the same size (the failed write's partial bytes were trimmed, so
         // a smaller one might fit): still a clean error, still nothing lost.
@@ -53,20 +53,20 @@ import Testing
             try await log.append(makeBatch("retry-" + String(repeating: "x", count: 4000)))
         }
         #expect(again.code == .diskFull)
-        #expect(try await readValues(log) == acknowledged)
+        #expect(try await values(log) == acknowledged)
 
         // Space comes back: appends continue at the next offset.
         try FileManager.default.removeItem(atPath: filler)
         let resumed = try await log.append(makeBatch("after"))
         #expect(resumed.baseOffset == Int64(acknowledged.count))
         acknowledged.append("after")
-        #expect(try await readValues(log) == acknowledged)
+        #expect(try await values(log) == acknowledged)
         try await log.close()
 
         // And an unclean reopen finds exactly the acknowledged records.
         try FileManager.default.removeItem(atPath: directory.appending(".clean-shutdown").string)
         let reopened = try await PartitionLog.open(directory: directory, configuration: configuration)
-        #expect(try await readValues(reopened) == acknowledged)
+        #expect(try await values(reopened) == acknowledged)
         try await reopened.close()
     }
 }
@@ -75,20 +75,6 @@ private func makeBatch(_ value: String) -> ByteBuffer {
     var builder = RecordBatchBuilder()
     builder.append(Record(value: Array(value.utf8), timestamp: 1_700_000_000_000))
     return builder.build()
-}
-
-private func readValues(_ log: PartitionLog) async throws -> [String] {
-    var result: [String] = []
-    var offset = log.logStartOffset
-    while offset < log.logEndOffset {
-        let read = try await log.read(from: offset, maxBytes: 1 << 16)
-        try read.records.withUnsafeBytes { bytes in
-            var iterator = FramedBatchIterator(bytes)
-            while let framed = iterator.next() { result += try FjordProtoDecoding.decode(Array(framed.batch.bytes)) }
-        }
-        offset = read.records.nextOffset
-    }
-    return result
 }
 
 private func run(_ executable: String, _ arguments: [String]) -> (status: Int32, output: String) {

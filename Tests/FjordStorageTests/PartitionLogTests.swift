@@ -389,28 +389,6 @@ import Testing
 
 // MARK: - Support
 
-/// A settable clock for rolling and retention tests.
-final class TestClock: Sendable {
-    private let now: Mutex<Int64>
-    init(start: Int64) { now = Mutex(start) }
-    func set(_ value: Int64) { now.withLock { $0 = value } }
-    var read: @Sendable () -> Int64 { { [self] in now.withLock { $0 } } }
-}
-
-private func smallConfiguration() -> LogConfiguration {
-    var configuration = LogConfiguration()
-    configuration.segmentBytes = 4096
-    configuration.indexIntervalBytes = 256
-    return configuration
-}
-
-private func inTemporaryDirectory(_ body: (FilePath) async throws -> Void) async throws {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-log-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    try await body(FilePath(path))
-}
-
 private func valueString(_ i: Int, size: Int? = nil) -> String {
     let text = "value-\(i)"
     guard let size, size > text.count else { return text }
@@ -430,21 +408,3 @@ private func batch(
     return builder.build()
 }
 
-private func values(_ log: PartitionLog) async throws -> [String] {
-    var result: [String] = []
-    var offset = log.logStartOffset
-    while offset < log.logEndOffset {
-        let read = try await log.read(from: offset, maxBytes: 1 << 16)
-        try read.records.withUnsafeBytes { bytes in
-            var iterator = FramedBatchIterator(bytes)
-            while let framed = iterator.next() {
-                for (i, value) in try FjordProtoDecoding.decode(Array(framed.batch.bytes)).enumerated()
-                where framed.batch.baseOffset + Int64(i) >= offset {
-                    result.append(value)
-                }
-            }
-        }
-        offset = read.records.nextOffset
-    }
-    return result
-}
