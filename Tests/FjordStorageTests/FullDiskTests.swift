@@ -69,6 +69,24 @@ import Testing
         #expect(try await values(reopened) == acknowledged)
         try await reopened.close()
     }
+
+    @Test func aReadOnlyFileSystemGivesPermissionDeniedWithThePath() async throws {
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-ro-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        let mounted = run("/bin/mount", ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", mountPoint])
+        guard mounted.status == 0 else {
+            print("skipped: cannot mount a read-only tmpfs here (\(mounted.output.trimmingCharacters(in: .whitespacesAndNewlines)))")
+            return
+        }
+        defer { _ = run("/bin/umount", [mountPoint]) }
+        let error = try await #require(throws: StorageError.self) {
+            _ = try await PartitionLog.open(directory: FilePath(mountPoint).appending("log"))
+        }
+        #expect(error.code == .permissionDenied)
+        #expect(error.path?.string.hasPrefix(mountPoint) == true)
+        #expect(error.errno == .readOnlyFileSystem)
+    }
 }
 
 private func makeBatch(_ value: String) -> ByteBuffer {
