@@ -59,7 +59,10 @@ public struct LogConfiguration: Sendable, Hashable {
     /// The default configuration.
     public init() {}
 
-    func validate() throws(StorageError) {
+    /// Checks every setting is in range.
+    ///
+    /// - Throws: ``StorageError/Code/invalidConfiguration`` naming the setting.
+    public func validate() throws(StorageError) {
         func check(_ condition: Bool, _ message: String) throws(StorageError) {
             if !condition { throw StorageError(code: .invalidConfiguration, message: message) }
         }

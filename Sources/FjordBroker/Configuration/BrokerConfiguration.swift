@@ -1,0 +1,113 @@
+public import FjordStorage
+import Foundation
+
+/// Everything a broker is configured with. Every setting has a key, the same in a configuration
+/// file, as an environment variable (`FJORD_` + the key upper-cased with `.` as `_`) and as a
+/// command-line `--set key=value`; `docs/configuration.md` lists them. Later sources win:
+/// defaults, then the file, then the environment, then flags.
+///
+/// ```swift
+/// var configuration = BrokerConfiguration()
+/// try configuration.apply(["listen": "0.0.0.0:7420", "tls.client.auth": "required"], source: "flags")
+/// ```
+public struct BrokerConfiguration: Sendable, Hashable {
+    /// A host and port to listen on.
+    public struct Address: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        /// Creates an address.
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        /// Parses `host:port` or `[v6]:port`.
+        public init?(parsing text: String) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+                (0...65535).contains(port)
+            else { return nil }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty else { return nil }
+            self.init(host: host, port: port)
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// `node.id`: this broker's id.
+    public var nodeID: Int32 = 1
+    /// `data.dir`: where logs, metadata and generated certificates live.
+    public var dataDirectory: String = BrokerConfiguration.defaultDataDirectory
+    /// `listen`: the TLS listener.
+    public var listen = Address(host: "127.0.0.1", port: 7420)
+    /// `plaintext.listen`: an optional listener without TLS (trusted networks, loopback benchmarks).
+    public var plaintextListen: Address?
+    /// `operations.listen`: HTTP `/metrics` and `/health`; `off` disables it.
+    public var operationsListen: Address? = Address(host: "127.0.0.1", port: 7421)
+    /// `advertised.host`: the host name clients are told in metadata (default: the listen host,
+    /// or `localhost` when listening on every interface).
+    public var advertisedHost: String?
+    /// `tls.certificate` and `tls.key`: the server's PEM certificate chain and key. Unset: a
+    /// development CA and server certificate are generated in `data.dir/certs` on first start.
+    public var tlsCertificatePath: String?
+    public var tlsPrivateKeyPath: String?
+    /// `tls.client.ca`: PEM bundle of CAs whose client certificates are accepted.
+    public var tlsClientCAPath: String?
+    /// `tls.client.auth`: `none` or `required` (mutual TLS).
+    public var requireClientCertificate = false
+    /// `max.connections`: connections accepted at once, over every listener.
+    public var maxConnections = 10_000
+    /// `max.frame.bytes`: largest frame payload accepted.
+    public var maxFrameBytes = 8 << 20
+    /// `max.in.flight.bytes`: produce bytes held for one connection before the broker stops reading from it.
+    public var maxInFlightBytesPerConnection = 64 << 20
+    /// `max.partitions.per.topic`.
+    public var maxPartitionsPerTopic = 10_000
+    /// `max.fetch.wait.ms`: the longest long-poll a fetch may ask for.
+    public var maxFetchWaitMilliseconds = 30_000
+    /// `auto.create.topics.enable`: create a topic on the first produce to it (off, as in production Kafka).
+    public var autoCreateTopics = false
+    /// `num.partitions`: partitions of an auto-created topic.
+    public var autoCreatePartitions = 1
+    /// `storage.threads`: threads for file I/O and fsync.
+    public var storageThreads = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
+    /// `event.loop.threads`: network threads.
+    public var eventLoopThreads = ProcessInfo.processInfo.activeProcessorCount
+    /// `log.retention.check.interval.ms`: how often retention runs.
+    public var retentionCheckIntervalMilliseconds: Int64 = 300_000
+    /// Topic defaults, by topic key (`retention.ms`, ...), set with Kafka's broker keys
+    /// (`log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`, `log.roll.ms`,
+    /// `message.max.bytes`, `log.flush.interval.ms`, `log.message.timestamp.type`).
+    public var topicDefaults: [String: String] = [:]
+
+    /// `$FJORD_DATA_DIR`, else `$XDG_DATA_HOME/fjord`, else `~/.local/share/fjord`.
+    public static var defaultDataDirectory: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty { return xdg + "/fjord" }
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return home + "/.local/share/fjord"
+    }
+
+    /// Kafka's broker-level keys for topic defaults, and the topic key each sets.
+    static let topicDefaultKeys: [String: String] = [
+        "log.retention.ms": "retention.ms", "log.retention.bytes": "retention.bytes",
+        "log.segment.bytes": "segment.bytes", "log.roll.ms": "segment.ms", "message.max.bytes": "max.message.bytes",
+        "log.flush.interval.ms": "flush.ms", "log.message.timestamp.type": "message.timestamp.type",
+    ]
+
+    /// Every key ``apply(_:source:)`` accepts.
+    public static let keys: [String] =
+        [
+            "node.id", "data.dir", "listen", "plaintext.listen", "operations.listen", "advertised.host",
+            "tls.certificate", "tls.key", "tls.client.ca", "tls.client.auth", "max.connections", "max.frame.bytes",
+            "max.in.flight.bytes", "max.partitions.per.topic", "max.fetch.wait.ms", "auto.create.topics.enable",
+            "num.partitions", "storage.threads", "event.loop.threads", "log.retention.check.interval.ms",
+        ] + topicDefaultKeys.keys.sorted()
+
+    /// The default configuration.
+    public init() {}
+
+    /// The topic defaults as log settings.
+    public func logDefaults() throws(BrokerError) -> LogConfiguration {
+        try TopicConfiguration(overrides: topicDefaults).logConfiguration(base: LogConfiguration())
+    }
+}

@@ -1,0 +1,150 @@
+import FjordProto
+import FjordProtocol
+import FjordStorage
+import NIOCore
+import SwiftProtobuf
+
+/// The unary requests other than fetch: topic administration, metadata and offset lookups.
+/// Runs as a task off the event loop; the connection handler sends the result.
+struct AdminRequests: Sendable {
+    let broker: BrokerContext
+
+    func handle(_ method: Fjord_V1_Method, payload: ByteBuffer) async throws(BrokerError) -> ByteBuffer {
+        switch method {
+        case .getMetadata:
+            return try encode(try await metadata(try decode(payload)))
+        case .createTopic:
+            let request: Fjord_V1_CreateTopicRequest = try decode(payload)
+            let record = try await broker.topics.create(
+                name: request.name, partitions: Int(request.partitions), configs: request.configs)
+            var response = Fjord_V1_CreateTopicResponse()
+            response.topic = topicInfo(record)
+            return try encode(response)
+        case .deleteTopic:
+            let request: Fjord_V1_DeleteTopicRequest = try decode(payload)
+            try await broker.topics.delete(name: request.name)
+            return try encode(Fjord_V1_DeleteTopicResponse())
+        case .listTopics:
+            let _: Fjord_V1_ListTopicsRequest = try decode(payload)
+            var response = Fjord_V1_ListTopicsResponse()
+            response.names = await broker.topics.allTopics().map(\.name)
+            return try encode(response)
+        case .describeTopic:
+            let request: Fjord_V1_DescribeTopicRequest = try decode(payload)
+            var response = Fjord_V1_DescribeTopicResponse()
+            response.topic = topicInfo(try await broker.topics.topicRecord(request.name))
+            return try encode(response)
+        case .createPartitions:
+            let request: Fjord_V1_CreatePartitionsRequest = try decode(payload)
+            let record = try await broker.topics.createPartitions(name: request.name, total: Int(request.totalPartitions))
+            var response = Fjord_V1_CreatePartitionsResponse()
+            response.topic = topicInfo(record)
+            return try encode(response)
+        case .alterTopicConfig:
+            let request: Fjord_V1_AlterTopicConfigRequest = try decode(payload)
+            let record = try await broker.topics.alterConfig(name: request.name, set: request.set, remove: request.remove)
+            var response = Fjord_V1_AlterTopicConfigResponse()
+            response.topic = topicInfo(record)
+            return try encode(response)
+        case .listOffsets:
+            return try encode(try await listOffsets(try decode(payload)))
+        default:
+            throw BrokerError(.unknownMethod, "method \(method.rawValue) is not a unary request")
+        }
+    }
+
+    private func decode<M: SwiftProtobuf.Message>(_ payload: ByteBuffer) throws(BrokerError) -> M {
+        do { return try M(buffer: payload) } catch {
+            throw BrokerError(.malformedMessage, "not a valid \(M.protoMessageName): \(error)")
+        }
+    }
+
+    private func encode(_ message: some SwiftProtobuf.Message) throws(BrokerError) -> ByteBuffer {
+        do { return try message.serializedBuffer() } catch {
+            throw BrokerError(.unknown, "encoding \(type(of: message).protoMessageName) failed: \(error)")
+        }
+    }
+
+    func topicInfo(_ record: TopicRecord) -> Fjord_V1_TopicInfo {
+        var info = Fjord_V1_TopicInfo()
+        info.name = record.name
+        info.topicID = record.topicID
+        info.configs = record.configs
+        info.partitions = record.partitions.enumerated().map { index, partitionRecord in
+            var partition = Fjord_V1_PartitionInfo()
+            partition.partition = UInt32(index)
+            partition.leaderID = partitionRecord.leaderID
+            partition.leaderEpoch = partitionRecord.leaderEpoch
+            partition.replicas = partitionRecord.replicas
+            partition.inSyncReplicas = partitionRecord.replicas
+            if let live = try? broker.registry.partition(topic: record.name, index: index) {
+                partition.logStartOffset = live.log.logStartOffset
+                partition.highWatermark = live.log.logEndOffset
+            } else {
+                partition.leaderID = -1  // offline
+            }
+            return partition
+        }
+        return info
+    }
+
+    private func metadata(_ request: Fjord_V1_GetMetadataRequest) async throws(BrokerError) -> Fjord_V1_GetMetadataResponse {
+        var response = Fjord_V1_GetMetadataResponse()
+        response.clusterID = broker.clusterID
+        var node = Fjord_V1_BrokerInfo()
+        node.nodeID = broker.configuration.nodeID
+        node.host = broker.advertisedHost
+        node.port = UInt32(broker.advertisedPort)
+        response.brokers = [node]
+        if request.topics.isEmpty {
+            response.topics = await broker.topics.allTopics().map { record in
+                var metadata = Fjord_V1_TopicMetadata()
+                metadata.topic = topicInfo(record)
+                return metadata
+            }
+        } else {
+            for name in request.topics {
+                var metadata = Fjord_V1_TopicMetadata()
+                do throws(BrokerError) {
+                    metadata.topic = topicInfo(try await broker.topics.topicRecord(name))
+                } catch {
+                    metadata.error = error.wireValue
+                    metadata.topic.name = name
+                }
+                response.topics.append(metadata)
+            }
+        }
+        return response
+    }
+
+    private func listOffsets(_ request: Fjord_V1_ListOffsetsRequest) async throws(BrokerError) -> Fjord_V1_ListOffsetsResponse {
+        var response = Fjord_V1_ListOffsetsResponse()
+        for wanted in request.partitions {
+            var result = Fjord_V1_ListOffsetsResult()
+            result.topic = wanted.topic
+            result.partition = wanted.partition
+            do throws(BrokerError) {
+                let partition = try broker.registry.partition(topic: wanted.topic, index: Int(wanted.partition))
+                try partition.checkLeaderEpoch(wanted.leaderEpoch)
+                result.leaderEpoch = partition.leaderEpoch
+                switch wanted.timestamp {
+                case -2: result.offset = partition.log.logStartOffset
+                case -1: result.offset = partition.log.logEndOffset
+                case let timestamp where timestamp >= 0:
+                    do {
+                        result.offset = try await partition.log.offset(forTimestamp: timestamp) ?? -1
+                    } catch {
+                        throw BrokerError(error, topic: wanted.topic, partition: Int(wanted.partition))
+                    }
+                default:
+                    throw BrokerError(.invalidRequest, "timestamp \(wanted.timestamp) is neither -2, -1 nor a time in ms")
+                }
+            } catch {
+                result.error = error.wireValue
+                result.offset = -1
+            }
+            response.partitions.append(result)
+        }
+        return response
+    }
+}

@@ -1,0 +1,133 @@
+import FjordProto
+import FjordProtocol
+import FjordWire
+
+/// The rules of one connection's frames, with no I/O: which frames may arrive when, which
+/// streams are open, and what each frame means. ``ConnectionHandler`` performs the actions.
+struct ConnectionStateMachine {
+    enum Phase: Equatable {
+        case awaitingHandshake
+        case ready
+        case closing
+    }
+
+    enum StreamKind: Equatable {
+        case unary(Fjord_V1_Method)
+        /// `clientDone` once the client sent END_STREAM: no more requests come.
+        case produce(clientDone: Bool)
+        case subscribe
+    }
+
+    enum Action: Equatable {
+        /// The handshake request (the payload is a `HandshakeRequest`).
+        case handshake(streamID: UInt32)
+        /// A unary request for `method`.
+        case unary(streamID: UInt32, method: Fjord_V1_Method)
+        /// A produce stream's frame: a `ProduceRequest` when the payload is not empty.
+        case produce(streamID: UInt32, endOfStream: Bool)
+        /// A new subscription (the payload is a `SubscribeRequest`).
+        case subscribe(streamID: UInt32)
+        /// More credit for an open subscription (the payload is a `SubscribeCredit`, possibly empty).
+        case subscribeCredit(streamID: UInt32)
+        /// The client abandoned the stream.
+        case cancel(streamID: UInt32)
+        /// Nothing to do (a cancel for a stream that already ended).
+        case ignore
+        /// Fail this stream with the error; the connection stays open.
+        case streamError(streamID: UInt32, method: UInt16, BrokerError)
+        /// Send the error on stream 0 and close the connection.
+        case connectionError(BrokerError)
+    }
+
+    private(set) var phase = Phase.awaitingHandshake
+    private(set) var streams: [UInt32: StreamKind] = [:]
+    let maxStreams: Int
+
+    init(maxStreams: Int = 1024) {
+        self.maxStreams = maxStreams
+    }
+
+    static let unaryMethods: Set<Fjord_V1_Method> = [
+        .getMetadata, .createTopic, .deleteTopic, .listTopics, .describeTopic, .createPartitions, .alterTopicConfig,
+        .fetch, .listOffsets,
+    ]
+
+    /// What to do with a frame that arrived with `header`.
+    mutating func receive(_ header: FrameHeader) -> Action {
+        let id = header.streamID
+        let method = Fjord_V1_Method(id: header.method)
+        let endOfStream = header.flags.contains(.endStream)
+        switch phase {
+        case .closing:
+            return .ignore
+        case .awaitingHandshake:
+            guard method == .handshake, id != 0 else {
+                phase = .closing
+                return .connectionError(
+                    BrokerError(.handshakeRequired, "the first frame must be a handshake (method 1) on a non-zero stream"))
+            }
+            return .handshake(streamID: id)
+        case .ready:
+            break
+        }
+        guard id != 0 else {
+            phase = .closing
+            return .connectionError(BrokerError(.invalidStream, "clients may not send frames on stream 0"))
+        }
+        if header.flags.contains(.cancel) || header.flags.contains(.error) {
+            return streams.removeValue(forKey: id) == nil ? .ignore : .cancel(streamID: id)
+        }
+        if let kind = streams[id] {
+            switch kind {
+            case .produce(let clientDone) where method == .produce && !clientDone:
+                if endOfStream { streams[id] = .produce(clientDone: true) }
+                return .produce(streamID: id, endOfStream: endOfStream)
+            case .subscribe where method == .subscribe:
+                return .subscribeCredit(streamID: id)
+            default:
+                streams[id] = nil
+                return .streamError(
+                    streamID: id, method: header.method,
+                    BrokerError(.invalidStream, "stream \(id) is open for \(kind) and cannot take this frame (method \(header.method))"))
+            }
+        }
+        guard streams.count < maxStreams else {
+            return .streamError(
+                streamID: id, method: header.method,
+                BrokerError(.invalidRequest, "too many open streams on this connection (limit \(maxStreams))"))
+        }
+        switch method {
+        case .produce:
+            streams[id] = .produce(clientDone: endOfStream)
+            return .produce(streamID: id, endOfStream: endOfStream)
+        case .subscribe:
+            streams[id] = .subscribe
+            return .subscribe(streamID: id)
+        case .handshake:
+            return .streamError(streamID: id, method: header.method, BrokerError(.invalidRequest, "the handshake is already done"))
+        case let unary where Self.unaryMethods.contains(unary):
+            streams[id] = .unary(unary)
+            return .unary(streamID: id, method: unary)
+        default:
+            return .streamError(
+                streamID: id, method: header.method,
+                BrokerError(.unknownMethod, "method id \(header.method) is not in the method table"))
+        }
+    }
+
+    /// The handshake succeeded.
+    mutating func handshakeCompleted() {
+        if phase == .awaitingHandshake { phase = .ready }
+    }
+
+    /// The server sent the last frame of `streamID` (response, END_STREAM or ERROR).
+    mutating func serverClosed(_ streamID: UInt32) {
+        streams[streamID] = nil
+    }
+
+    /// Whether `streamID` is still open (a late response for a cancelled stream is dropped).
+    func isOpen(_ streamID: UInt32) -> Bool { streams[streamID] != nil }
+
+    /// The connection is going away; every later frame is ignored.
+    mutating func close() { phase = .closing }
+}

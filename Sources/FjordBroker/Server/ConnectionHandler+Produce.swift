@@ -1,0 +1,160 @@
+import Logging
+import FjordProto
+import FjordProtocol
+import FjordStorage
+import FjordWire
+import NIOCore
+
+/// One produce stream's acks, kept in request order.
+struct ProduceStream {
+    enum Slot {
+        case pending
+        /// The response to send; `nil` for a success with acks=none.
+        case done(Fjord_V1_ProduceResponse?)
+    }
+    /// Slots for requests not yet answered, oldest first; `firstSequence` is the oldest's number.
+    var slots = CircularBuffer<Slot>(initialCapacity: 16)
+    var firstSequence: UInt64 = 0
+    var clientDone = false
+
+    var nextSequence: UInt64 { firstSequence + UInt64(slots.count) }
+}
+
+extension ConnectionHandler {
+    func produce(streamID: UInt32, payload: ByteBuffer, endOfStream: Bool) {
+        var stream = produceStreams[streamID] ?? ProduceStream()
+        if endOfStream { stream.clientDone = true }
+        guard payload.readableBytes > 0 else {
+            produceStreams[streamID] = stream
+            finishProduceStreamIfDone(streamID)
+            return
+        }
+        let started = NIODeadline.now()
+        guard let request = ProduceRequestView(parsing: payload) else {
+            produceStreams[streamID] = nil
+            let error = BrokerError(.malformedMessage, "a frame on produce stream \(streamID) is not a valid ProduceRequest")
+            logger.info("produce stream failed", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            sendError(error, streamID: streamID, method: Fjord_V1_Method.produce.id)
+            record("produce", since: started, error: error)
+            return
+        }
+        let sequence = stream.nextSequence
+        stream.slots.append(.pending)
+        produceStreams[streamID] = stream
+
+        let partition: Partition
+        do throws(BrokerError) {
+            guard !broker.lifecycle.isStopping else { throw BrokerError(.brokerShuttingDown, "the broker is shutting down; reconnect") }
+            partition = try broker.registry.partition(topic: request.topic, index: Int(request.partition))
+            try partition.checkLeaderEpoch(request.leaderEpoch)
+        } catch {
+            if error.code == .unknownTopicOrPartition, broker.configuration.autoCreateTopics,
+                broker.registry.partitionCount(topic: request.topic) == nil
+            {
+                autoCreateThenProduce(request, streamID: streamID, sequence: sequence, started: started)
+                return
+            }
+            completeProduce(streamID: streamID, sequence: sequence, request: request, result: .failure(error), started: started)
+            return
+        }
+        append(request, to: partition, streamID: streamID, sequence: sequence, started: started)
+    }
+
+    private func append(_ request: ProduceRequestView, to partition: Partition, streamID: UInt32, sequence: UInt64, started: NIODeadline) {
+        guard let context else { return }
+        let bytes = request.batch.readableBytes
+        inFlightBytes += bytes
+        broker.lifecycle.appendStarted()
+        let lifecycle = broker.lifecycle
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let durability: AppendDurability = request.acks == .durable ? .durable : .written
+        let topic = partition.topic
+        let index = partition.index
+        partition.append(request.batch, durability: durability) { result in
+            lifecycle.appendFinished()
+            let mapped = result.mapError { BrokerError($0, topic: topic, partition: index) }
+            eventLoop.execute {
+                let handler = handler.value
+                handler.inFlightBytes -= bytes
+                if case .success(let appended) = mapped {
+                    handler.broker.metrics.bytesIn(bytes)
+                    handler.broker.metrics.setLogEndOffset(topic: topic, partition: index, offset: appended.lastOffset + 1)
+                }
+                handler.completeProduce(streamID: streamID, sequence: sequence, request: request, result: mapped, started: started)
+                handler.resumeReadingIfPossible()
+            }
+        }
+    }
+
+    private func autoCreateThenProduce(_ request: ProduceRequestView, streamID: UInt32, sequence: UInt64, started: NIODeadline) {
+        guard let context else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let topics = broker.topics
+        let partitions = broker.configuration.autoCreatePartitions
+        context.eventLoop.makeFutureWithTask { () async -> BrokerError? in
+            do throws(BrokerError) {
+                _ = try await topics.create(name: request.topic, partitions: partitions, configs: [:])
+                return nil
+            } catch {
+                return error.code == .topicAlreadyExists ? nil : error
+            }
+        }.whenSuccess { error in
+            let handler = handler.value
+            do throws(BrokerError) {
+                if let error { throw error }
+                let partition = try handler.broker.registry.partition(topic: request.topic, index: Int(request.partition))
+                try partition.checkLeaderEpoch(request.leaderEpoch)
+                handler.append(request, to: partition, streamID: streamID, sequence: sequence, started: started)
+            } catch {
+                handler.completeProduce(streamID: streamID, sequence: sequence, request: request, result: .failure(error), started: started)
+            }
+        }
+    }
+
+    /// Records the outcome of request `sequence` and sends every answer now at the head, in order.
+    func completeProduce(
+        streamID: UInt32, sequence: UInt64, request: ProduceRequestView, result: Result<AppendResult, BrokerError>,
+        started: NIODeadline
+    ) {
+        var response: Fjord_V1_ProduceResponse?
+        switch result {
+        case .success(let appended):
+            record("produce", since: started, error: nil)
+            if request.acks != .none {
+                var ack = Fjord_V1_ProduceResponse()
+                ack.requestID = request.requestID
+                ack.baseOffset = appended.baseOffset
+                ack.lastOffset = appended.lastOffset
+                ack.logAppendTime = appended.logAppendTime
+                ack.logStartOffset = appended.logStartOffset
+                response = ack
+            }
+        case .failure(let error):
+            record("produce", since: started, error: error)
+            logger.debug("produce failed", metadata: ["topic": "\(request.topic)", "partition": "\(request.partition)", "error": "\(error)"])
+            var ack = Fjord_V1_ProduceResponse()
+            ack.requestID = request.requestID
+            ack.error = error.wireValue
+            response = ack
+        }
+        guard var stream = produceStreams[streamID] else { return }  // cancelled or failed meanwhile
+        let position = Int(sequence - stream.firstSequence)
+        guard position >= 0, position < stream.slots.count else { return }
+        stream.slots[stream.slots.index(stream.slots.startIndex, offsetBy: position)] = .done(response)
+        while let first = stream.slots.first, case .done(let answer) = first {
+            stream.slots.removeFirst()
+            stream.firstSequence += 1
+            if let answer { send(answer, streamID: streamID, method: Fjord_V1_Method.produce.id) }
+        }
+        produceStreams[streamID] = stream
+        finishProduceStreamIfDone(streamID)
+    }
+
+    /// Ends the stream once the client has sent END_STREAM and every request is answered.
+    func finishProduceStreamIfDone(_ streamID: UInt32) {
+        guard let stream = produceStreams[streamID], stream.clientDone, stream.slots.isEmpty else { return }
+        produceStreams[streamID] = nil
+        send(ByteBuffer(), streamID: streamID, method: Fjord_V1_Method.produce.id, flags: .endStream)
+    }
+}

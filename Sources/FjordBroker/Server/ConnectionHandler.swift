@@ -1,0 +1,297 @@
+import FjordProto
+import FjordProtocol
+import FjordStorage
+import FjordWire
+import Logging
+import NIOCore
+import SwiftProtobuf
+
+/// Serves one client connection on its event loop: the handshake, then every stream the client
+/// opens. Frame rules live in ``ConnectionStateMachine``; this handler performs what it decides.
+///
+/// Backpressure: the handler stops reading from the socket while the produce bytes it holds
+/// exceed the configured in-flight limit or while the channel is not writable (a client that does
+/// not read its acks), and resumes once both clear. Subscriptions send only against credit and
+/// while the channel is writable. So memory per connection stays bounded.
+final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = Frame
+    typealias OutboundOut = Frame
+
+    let broker: BrokerContext
+    var logger: Logger
+    var state = ConnectionStateMachine()
+    var context: ChannelHandlerContext?
+    /// Largest frame payload the client accepts.
+    var clientMaxFrameBytes: Int
+
+    // Produce
+    var produceStreams: [UInt32: ProduceStream] = [:]
+    var inFlightBytes = 0
+
+    // Subscriptions and long polls
+    var subscriptions: [UInt32: Subscription] = [:]
+    var fetches: [UInt32: FetchOperation] = [:]
+
+    // Reading and flushing
+    var readPending = false
+    var flushScheduled = false
+    var closed = false
+
+    init(broker: BrokerContext, logger: Logger) {
+        self.broker = broker
+        self.logger = logger
+        self.clientMaxFrameBytes = broker.configuration.maxFrameBytes
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let remote = context.channel.remoteAddress { logger[metadataKey: "connection.remote"] = "\(remote)" }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        tearDown()
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        tearDown()
+        context.fireChannelInactive()
+    }
+
+    private func tearDown() {
+        guard !closed else { return }
+        closed = true
+        state.close()
+        for subscription in subscriptions.values { subscription.cancel() }
+        subscriptions.removeAll()
+        for fetch in fetches.values { fetch.cancel() }
+        fetches.removeAll()
+        produceStreams.removeAll()
+    }
+
+    // MARK: Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch state.receive(frame.header) {
+        case .handshake(let streamID):
+            handshake(streamID: streamID, payload: frame.payload)
+        case .unary(let streamID, let method):
+            unary(streamID: streamID, method: method, payload: frame.payload)
+        case .produce(let streamID, let endOfStream):
+            produce(streamID: streamID, payload: frame.payload, endOfStream: endOfStream)
+        case .subscribe(let streamID):
+            subscribe(streamID: streamID, payload: frame.payload)
+        case .subscribeCredit(let streamID):
+            subscribeCredit(streamID: streamID, payload: frame.payload)
+        case .cancel(let streamID):
+            cancel(streamID: streamID)
+        case .ignore:
+            break
+        case .streamError(let streamID, let method, let error):
+            logger.info("request rejected", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            sendError(error, streamID: streamID, method: method)
+        case .connectionError(let error):
+            closeWithError(error)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushNow()
+        context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let frameError = error as? FrameError {
+            let code: Fjord_V1_ErrorCode = frameError.code == .oversizeFrame ? .frameTooLarge : .malformedFrame
+            closeWithError(BrokerError(code, frameError.message))
+        } else if error is ByteToMessageDecoderError {
+            closeWithError(BrokerError(.malformedFrame, "\(error)"))
+        } else {
+            // TLS failures (untrusted certificate, plaintext on the TLS port) and socket errors.
+            logger.info("connection failed", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if shouldPauseReading {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    var shouldPauseReading: Bool {
+        inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection || !(context?.channel.isWritable ?? true)
+    }
+
+    /// Resumes reading once the reasons to pause are gone.
+    func resumeReadingIfPossible() {
+        guard readPending, !shouldPauseReading, let context else { return }
+        readPending = false
+        context.read()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            resumeReadingIfPossible()
+            for subscription in subscriptions.values { subscription.resume() }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Writing
+
+    func send(_ payload: ByteBuffer, streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
+        guard let context, !closed else { return }
+        context.write(wrapOutboundOut(Frame(streamID: streamID, method: method, flags: flags, payload: payload)), promise: nil)
+        if flags.contains(.endStream) || flags.contains(.error) { state.serverClosed(streamID) }
+        flushSoon()
+    }
+
+    func send(_ message: some SwiftProtobuf.Message, streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
+        do {
+            send(try message.serializedBuffer(), streamID: streamID, method: method, flags: flags)
+        } catch {
+            sendError(BrokerError(.unknown, "encoding the response failed: \(error)"), streamID: streamID, method: method)
+        }
+    }
+
+    func sendError(_ error: BrokerError, streamID: UInt32, method: UInt16) {
+        let payload = (try? error.wireValue.serializedBuffer()) ?? ByteBuffer()
+        send(payload, streamID: streamID, method: method, flags: [.error, .endStream])
+    }
+
+    /// Flushes at the end of the current event-loop tick, so completions in one tick share a write.
+    func flushSoon() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute { handler.value.flushNow() }
+    }
+
+    func flushNow() {
+        flushScheduled = false
+        context?.flush()
+    }
+
+    /// Sends `error` on stream 0 and closes the connection (after the error is written).
+    func closeWithError(_ error: BrokerError) {
+        guard let context, !closed else { return }
+        logger.warning("closing the connection after a protocol error", metadata: ["error": "\(error)"])
+        broker.metrics.requestCompleted(api: "connection", durationNanoseconds: 0, errorCode: error.code.name)
+        let payload = (try? error.wireValue.serializedBuffer()) ?? ByteBuffer()
+        let frame = Frame(streamID: 0, method: 0, flags: [.error, .endStream], payload: payload)
+        tearDown()
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    // MARK: Handshake
+
+    private func handshake(streamID: UInt32, payload: ByteBuffer) {
+        let started = NIODeadline.now()
+        let request: Fjord_V1_HandshakeRequest
+        do { request = try Fjord_V1_HandshakeRequest(buffer: payload) } catch {
+            closeWithError(BrokerError(.malformedMessage, "the handshake is not a valid HandshakeRequest: \(error)"))
+            return
+        }
+        guard request.protocolVersion >= 1 else {
+            closeWithError(
+                BrokerError(.unsupportedVersion, "protocol version \(request.protocolVersion) is not supported; this broker speaks version 1"))
+            return
+        }
+        if request.maxFrameBytes > 0 {
+            clientMaxFrameBytes = min(Int(request.maxFrameBytes), broker.configuration.maxFrameBytes)
+        }
+        if !request.clientID.isEmpty { logger[metadataKey: "client.id"] = "\(request.clientID)" }
+        state.handshakeCompleted()
+        var response = Fjord_V1_HandshakeResponse()
+        response.protocolVersion = 1
+        response.nodeID = broker.configuration.nodeID
+        response.clusterID = broker.clusterID
+        response.maxFrameBytes = UInt32(broker.configuration.maxFrameBytes)
+        response.maxBatchBytes = UInt32(clamping: (try? broker.configuration.logDefaults().maxBatchBytes) ?? 0)
+        response.maxInFlightBytes = UInt64(broker.configuration.maxInFlightBytesPerConnection)
+        send(response, streamID: streamID, method: Fjord_V1_Method.handshake.id, flags: .endStream)
+        record("handshake", since: started, error: nil)
+        logger.debug("handshake done")
+    }
+
+    // MARK: Unary requests
+
+    private func unary(streamID: UInt32, method: Fjord_V1_Method, payload: ByteBuffer) {
+        guard !broker.lifecycle.isStopping else {
+            sendError(BrokerError(.brokerShuttingDown, "the broker is shutting down; reconnect"), streamID: streamID, method: method.id)
+            return
+        }
+        if method == .fetch {
+            startFetch(streamID: streamID, payload: payload)
+            return
+        }
+        let started = NIODeadline.now()
+        let admin = AdminRequests(broker: broker)
+        guard let context else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.makeFutureWithTask { () async -> Result<ByteBuffer, BrokerError> in
+            do throws(BrokerError) {
+                return .success(try await admin.handle(method, payload: payload))
+            } catch {
+                return .failure(error)
+            }
+        }.whenSuccess { result in
+            let handler = handler.value
+            guard handler.state.isOpen(streamID) else { return }
+            switch result {
+            case .success(let response):
+                handler.send(response, streamID: streamID, method: method.id, flags: .endStream)
+                handler.record(method.apiName, since: started, error: nil)
+            case .failure(let error):
+                handler.logger.debug("request failed", metadata: ["api": "\(method.apiName)", "error": "\(error)"])
+                handler.sendError(error, streamID: streamID, method: method.id)
+                handler.record(method.apiName, since: started, error: error)
+            }
+        }
+    }
+
+    private func cancel(streamID: UInt32) {
+        subscriptions.removeValue(forKey: streamID)?.cancel()
+        fetches.removeValue(forKey: streamID)?.cancel()
+        produceStreams[streamID] = nil
+    }
+
+    func record(_ api: String, since started: NIODeadline, error: BrokerError?) {
+        broker.metrics.requestCompleted(
+            api: api, durationNanoseconds: (NIODeadline.now() - started).nanoseconds, errorCode: error?.code.name)
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionHandler: Sendable {}
+
+extension Fjord_V1_Method {
+    /// The `api` label of metrics and logs.
+    var apiName: String {
+        switch self {
+        case .handshake: "handshake"
+        case .getMetadata: "get_metadata"
+        case .createTopic: "create_topic"
+        case .deleteTopic: "delete_topic"
+        case .listTopics: "list_topics"
+        case .describeTopic: "describe_topic"
+        case .createPartitions: "create_partitions"
+        case .alterTopicConfig: "alter_topic_config"
+        case .produce: "produce"
+        case .fetch: "fetch"
+        case .subscribe: "subscribe"
+        case .listOffsets: "list_offsets"
+        default: "unknown"
+        }
+    }
+}
