@@ -91,6 +91,11 @@ public final class FjordConnection: Sendable {
         try await channel.writeAndFlush(frame)
     }
 
+    /// Returns once the connection is closed.
+    public func waitUntilClosed() async throws {
+        try await channel.closeFuture.get()
+    }
+
     /// An error the broker sent on stream 0 before closing, if any.
     public var connectionError: FjordClientError? { router.connectionError }
 
