@@ -175,6 +175,41 @@ struct BrokerBadInputTests {
     }
 }
 
+extension BrokerBadInputTests {
+    @Test func aSubscriberThatStopsReadingCostsBoundedMemory() async throws {
+        try await withBroker { broker in
+            let connection = try await broker.connect()
+            try await createTopic(connection, "big")
+            let value = String(repeating: "v", count: 1000)
+            let batch = makeBatch(Array(repeating: value, count: 1000))  // ~1 MB
+            for _ in 0..<8 {
+                _ = try await produce(connection, topic: "big", partition: 0, batches: Array(repeating: batch, count: 8))
+            }
+            let (channel, frames) = try await rawConnection(broker)
+            var handshake = Fjord_V1_HandshakeRequest()
+            handshake.protocolVersion = 1
+            try await channel.writeAndFlush(
+                Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
+            _ = try #require(await frames.next())
+            // Stop reading from the socket, then ask for everything with effectively unlimited credit.
+            try await channel.setOption(.autoRead, value: false).get()
+            var subscribe = Fjord_V1_SubscribeRequest()
+            subscribe.topic = "big"
+            subscribe.leaderEpoch = -1
+            subscribe.creditBytes = 1 << 40
+            try await channel.writeAndFlush(
+                Frame(streamID: 3, method: Fjord_V1_Method.subscribe.id, payload: try subscribe.serializedBuffer()))
+            try await Task.sleep(for: .seconds(1))
+            // 64 MB are available; the broker sends only until the socket and its 1 MiB write buffer fill.
+            let sent = bytesOut(broker)
+            #expect(sent > 0)
+            #expect(sent < 24 << 20, "the broker read \(sent) bytes for a subscriber that stopped reading")
+            try await expectHealthy(broker)
+            try await channel.close()
+        }
+    }
+}
+
 /// Collects frames from a raw connection.
 final class RawFrames: Sendable {
     let (stream, continuation) = AsyncStream.makeStream(of: Frame.self)
