@@ -141,6 +141,7 @@ struct BrokerEndToEndTests {
             let _: Fjord_V1_DeleteTopicResponse = try await connection.unary(.deleteTopic, delete)
             let after: Fjord_V1_ListTopicsResponse = try await connection.unary(.listTopics, Fjord_V1_ListTopicsRequest())
             #expect(after.names == ["b"])
+            #expect(!broker.broker.metrics.render().contains("topic=\"a\""))
             // Re-created under the same name, it starts empty.
             try await createTopic(connection, "a")
             let fresh = try await fetch(connection, topic: "a", partition: 0, offset: 0)

@@ -22,7 +22,9 @@ struct AdminRequests: Sendable {
             return try encode(response)
         case .deleteTopic:
             let request: Fjord_V1_DeleteTopicRequest = try decode(payload)
+            let partitions = broker.registry.partitionCount(topic: request.name) ?? 0
             try await broker.topics.delete(name: request.name)
+            for index in 0..<partitions { broker.metrics.removePartition(topic: request.name, partition: index) }
             return try encode(Fjord_V1_DeleteTopicResponse())
         case .listTopics:
             let _: Fjord_V1_ListTopicsRequest = try decode(payload)
