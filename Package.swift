@@ -11,8 +11,8 @@
 //   FjordProtocol    protobuf messages over frames: method table, error codes, zero-copy produce/fetch coding
 //   FjordTLS         TLS settings from PEM files and development certificates (NIOSSL, swift-certificates)
 //   FjordBroker      the broker: connections, RPC handlers, topics, partitions, operations endpoints
-//   FjordClient      a connection to a broker: handshake, unary calls, produce and subscribe streams
-//   FjordCLI         the `fjord` executable (serve, log dump, bench)
+//   FjordClient      the Swift SDK: connections with reconnect, admin, idempotent producer, consumer
+//   FjordCLI         the `fjord` executable (serve, topics, produce, consume, certs, log dump, bench)
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -45,6 +45,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .target(name: "CFjordCRC32C"),
@@ -137,7 +138,9 @@ let package = Package(
                 "FjordStorage",
                 "FjordProto",
                 "FjordBroker",
+                "FjordClient",
                 "FjordTLS",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -204,6 +207,16 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FjordClientTests",
+            dependencies: [
+                "FjordClient", "FjordBroker", "FjordRecords", "FjordProto", "FjordProtocol", "FjordWire", "FjordTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

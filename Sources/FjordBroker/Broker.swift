@@ -111,7 +111,8 @@ public final class Broker: Sendable {
         let context = BrokerContext(
             configuration: configuration, clusterID: store.clusterID, registry: registry, topics: topics,
             storagePool: storagePool, metrics: metrics, logger: logger, advertisedHost: advertisedHost,
-            advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle)
+            advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle,
+            producerIDs: ProducerIDAllocator(store: store))
         contextBox.withLock { $0 = context }
         let finalContext = context
         state.withLock { $0.context = finalContext }

@@ -50,6 +50,14 @@ extension BrokerError {
                 self.init(.unsupportedCompression, "\(what): \(error.batchError?.message ?? error.message)")
             default: self.init(.corruptBatch, "\(what): \(error.batchError?.description ?? error.message)")
             }
+        case .outOfOrderSequence:
+            self.init(.outOfOrderSequence, "\(what): \(error.message)")
+        case .invalidProducerEpoch:
+            self.init(.invalidProducerEpoch, "\(what): \(error.message)")
+        case .unknownProducerID:
+            self.init(.unknownProducerID, "\(what): \(error.message)")
+        case .invalidArgument:
+            self.init(.invalidRequest, "\(what): \(error.message)")
         case .diskFull:
             self.init(.diskFull, "\(what): the disk holding the log is full; nothing was appended")
         case .logClosed:

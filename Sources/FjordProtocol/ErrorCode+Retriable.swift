@@ -41,6 +41,7 @@ extension Fjord_V1_ErrorCode {
         case .unsupportedCompression: "UNSUPPORTED_COMPRESSION"
         case .outOfOrderSequence: "OUT_OF_ORDER_SEQUENCE"
         case .invalidProducerEpoch: "INVALID_PRODUCER_EPOCH"
+        case .unknownProducerID: "UNKNOWN_PRODUCER_ID"
         case .offsetOutOfRange: "OFFSET_OUT_OF_RANGE"
         case .diskFull: "DISK_FULL"
         case .storageError: "STORAGE_ERROR"

@@ -55,6 +55,9 @@ public struct LogConfiguration: Sendable, Hashable {
     public var timestampType: TimestampType = .createTime
     /// Retention by time and size.
     public var retention: Retention = Retention()
+    /// How long an idempotent producer's state is kept after its last append. Default 1 day (Kafka's
+    /// `producer.id.expiration.ms`).
+    public var producerIDExpirationMilliseconds: Int64 = 24 * 3_600_000
 
     /// The default configuration.
     public init() {}
@@ -71,6 +74,7 @@ public struct LogConfiguration: Sendable, Hashable {
         try check(segmentMilliseconds > 0, "segmentMilliseconds must be positive")
         try check(indexIntervalBytes > 0, "indexIntervalBytes must be positive")
         try check(maxIndexEntries >= 2, "maxIndexEntries must be at least 2")
+        try check(producerIDExpirationMilliseconds > 0, "producerIDExpirationMilliseconds must be positive")
         if case .interval(let ms) = flushPolicy { try check(ms > 0, "the flush interval must be positive") }
         if let ms = retention.milliseconds { try check(ms > 0, "retention milliseconds must be positive") }
         if let bytes = retention.bytes { try check(bytes >= 0, "retention bytes must not be negative") }

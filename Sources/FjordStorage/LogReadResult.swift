@@ -66,6 +66,9 @@ public struct AppendResult: Sendable, Hashable {
     public var logAppendTime: Int64
     /// The log start offset after the append.
     public var logStartOffset: Int64
+    /// Whether the batch was a retry of one already in the log (an idempotent producer's
+    /// duplicate): the offsets are the original's and nothing was written.
+    public var duplicate: Bool = false
 }
 
 /// When an append completes.

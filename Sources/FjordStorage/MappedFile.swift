@@ -209,12 +209,30 @@ enum FileSystem {
 
     /// Writes a small file atomically: a temporary file, fsync, rename, directory fsync.
     static func writeAtomically(_ contents: String, to path: FilePath, directory: FilePath) throws(StorageError) {
+        try writeAtomically(bytes: Array(contents.utf8), to: path, directory: directory)
+    }
+
+    /// Writes a file atomically: a temporary file, fsync, rename, directory fsync.
+    static func writeAtomically(bytes: [UInt8], to path: FilePath, directory: FilePath) throws(StorageError) {
         let temporary = FilePath(path.string + ".tmp")
         let file = try MappedFile(path: temporary, options: [.create, .truncate], capacity: 0)
-        try file.write(Array(contents.utf8), at: 0)
+        try file.write(bytes, at: 0)
         try file.sync()
         try rename(temporary, to: path)
         try syncDirectory(directory)
+    }
+
+    /// The whole contents of a file, or `nil` if it cannot be read.
+    static func readFile(_ path: FilePath) -> [UInt8]? {
+        guard let fd = try? FileDescriptor.open(path, .readOnly) else { return nil }
+        defer { try? fd.close() }
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            guard let n = try? buffer.withUnsafeMutableBytes({ try fd.read(into: $0) }) else { return nil }
+            if n == 0 { return result }
+            result.append(contentsOf: buffer[..<n])
+        }
     }
 
     static func readSmallFile(_ path: FilePath) -> String? {

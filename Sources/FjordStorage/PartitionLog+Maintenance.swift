@@ -115,6 +115,9 @@ extension PartitionLog {
         for segment in removed {
             for path in segment.segment.paths { try FileSystem.remove(path) }
         }
+        // A snapshot taken past the new end describes batches that are gone.
+        try ProducerStateLoader(directory: directory, configuration: configuration, logger: logger).removeSnapshot()
+        producerState.withLock { $0.truncate(from: offset) }
         try FileSystem.syncDirectory(directory)
         state.withLock { state in
             state.segments.removeLast(state.segments.count - index)
@@ -145,6 +148,10 @@ extension PartitionLog {
         try FileSystem.syncDirectory(directory)
         try writeRecoveryPoint(logEnd)
         state.withLock { $0.recoveryPoint = logEnd }
+        var producers = producerState.withLock { $0 }
+        producers.expire(before: clock() - configuration.producerIDExpirationMilliseconds)
+        try ProducerStateLoader(directory: directory, configuration: configuration, logger: logger)
+            .writeSnapshot(producers, offset: logEnd)
         try FileSystem.writeAtomically("1\n", to: directory.appending(Self.cleanShutdownFile), directory: directory)
         logger.info("closed log", metadata: ["log.directory": "\(directory)", "log.end_offset": "\(logEnd)"])
     }

@@ -36,9 +36,11 @@ extension PartitionLog {
         try FileSystem.createDirectory(directory)
         var recovery = Recovery(directory: directory, configuration: configuration, logger: logger)
         let (segments, recoveryPoint) = try recovery.run()
+        let producers = ProducerStateLoader(directory: directory, configuration: configuration, logger: logger)
+            .load(segments: segments, now: clock())
         return PartitionLog(
             directory: directory, configuration: configuration, threadPool: threadPool, logger: logger, clock: clock,
-            segments: segments, recoveryPoint: recoveryPoint)
+            segments: segments, recoveryPoint: recoveryPoint, producers: producers)
     }
 }
 

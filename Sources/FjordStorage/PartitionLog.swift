@@ -35,6 +35,8 @@ public final class PartitionLog: Sendable {
     let validator: RecordBatchValidator
     let clock: @Sendable () -> Int64
     let state: Mutex<State>
+    /// Idempotent producers' state; only the serial writer (and open) change it.
+    let producerState: Mutex<ProducerStateTable>
     /// Serializes writes of the recovery-point file (the flusher and the writer both write it).
     let checkpointLock = Mutex(())
 
@@ -90,8 +92,10 @@ public final class PartitionLog: Sendable {
 
     init(
         directory: FilePath, configuration: LogConfiguration, threadPool: NIOThreadPool, logger: Logger,
-        clock: @escaping @Sendable () -> Int64, segments: [SegmentState], recoveryPoint: Int64
+        clock: @escaping @Sendable () -> Int64, segments: [SegmentState], recoveryPoint: Int64,
+        producers: ProducerStateTable = ProducerStateTable()
     ) {
+        self.producerState = Mutex(producers)
         self.directory = directory
         self.configuration = configuration
         self.threadPool = threadPool
@@ -279,6 +283,10 @@ public final class PartitionLog: Sendable {
 
     /// Writes `chunk` to the end of `segment` in one `pwritev`, publishes it, and completes or
     /// parks its appends. On failure the appends fail and the segment is left as it was.
+    ///
+    /// Idempotent batches are judged here, in log order, against the producer state: duplicates
+    /// are answered with their original offsets and rejected ones fail, neither is written. The
+    /// state changes only if the write succeeds.
     private func writeChunk(
         _ chunk: ArraySlice<PendingAppend>, to segment: SegmentState, now: Int64, scratch: inout WriterScratch
     ) -> SegmentState {
@@ -288,17 +296,38 @@ public final class PartitionLog: Sendable {
         scratch.heads.reserveCapacity(chunk.count * head)
         scratch.offsetEntries.removeAll(keepingCapacity: true)
         scratch.timeEntries.removeAll(keepingCapacity: true)
-        var results: [AppendResult] = []
-        results.reserveCapacity(chunk.count)
+        scratch.iovecs.removeAll(keepingCapacity: true)
+        var outcomes: [Result<AppendResult, StorageError>] = []
+        outcomes.reserveCapacity(chunk.count)
+        var written = 0
         let scanner = SegmentScanner(configuration: configuration)
         let logStart = state.withLock { $0.logStartOffset }
+        let idempotent = chunk.contains { $0.header.producerID >= 0 }
+        var producers = idempotent ? producerState.withLock { $0 } : ProducerStateTable()
 
         // Stamp each batch's head into scratch and account for it as recovery would.
         for append in chunk {
             var header = append.header
+            if idempotent {
+                switch producers.check(header) {
+                case .append:
+                    break
+                case .duplicate(let original):
+                    outcomes.append(
+                        .success(
+                            AppendResult(
+                                baseOffset: original.baseOffset, lastOffset: original.lastOffset,
+                                logAppendTime: original.logAppendTime, logStartOffset: logStart, duplicate: true)))
+                    continue
+                case .reject(let code, let message):
+                    outcomes.append(.failure(StorageError(code: code, message: message)))
+                    continue
+                }
+            }
             header.baseOffset = updated.nextOffset
             header.partitionLeaderEpoch = append.leaderEpoch
             header.logAppendTime = now
+            if idempotent { producers.record(header) }
             let length = append.batch.readableBytes
             let start = scratch.heads.count
             scratch.heads.append(contentsOf: repeatElement(0, count: head))
@@ -315,33 +344,44 @@ public final class PartitionLog: Sendable {
             scanner.record(
                 header: header, position: updated.size, frameSize: BatchFraming.prefixSize + length, into: &updated,
                 offsetEntries: &scratch.offsetEntries, timeEntries: &scratch.timeEntries)
-            results.append(
-                AppendResult(
-                    baseOffset: header.baseOffset, lastOffset: header.lastOffset, logAppendTime: now,
-                    logStartOffset: logStart))
+            outcomes.append(
+                .success(
+                    AppendResult(
+                        baseOffset: header.baseOffset, lastOffset: header.lastOffset, logAppendTime: now,
+                        logStartOffset: logStart)))
+            written += 1
         }
 
         // One pwritev: [head 0][rest of batch 0][head 1][rest of batch 1]...
-        let written: Result<Void, StorageError> = scratch.heads.withUnsafeMutableBytes { heads in
-                scratch.iovecs.removeAll(keepingCapacity: true)
-                for (i, append) in chunk.enumerated() {
+        var writeResult: Result<Void, StorageError> = .success(())
+        if written > 0 {
+            writeResult = scratch.heads.withUnsafeMutableBytes { heads in
+                var i = 0
+                for (append, outcome) in zip(chunk, outcomes) {
+                    guard case .success(let result) = outcome, !result.duplicate else { continue }
                     scratch.iovecs.append(iovec(iov_base: heads.baseAddress! + i * head, iov_len: head))
                     append.batch.withUnsafeReadableBytes { batch in
                         // The batch's storage outlives the write: `chunk` holds the buffer and nothing mutates it.
                         scratch.iovecs.append(
                             iovec(iov_base: UnsafeMutableRawPointer(mutating: batch.baseAddress! + 23), iov_len: batch.count - 23))
                     }
+                    i += 1
                 }
                 return Result { () throws(StorageError) in try segment.segment.log.write(&scratch.iovecs, at: segment.size) }
+            }
         }
-        if case .failure(let error) = written {
+        if case .failure(let error) = writeResult {
             logger.warning(
                 "append failed", metadata: ["log.directory": "\(directory)", "error": "\(error)", "batches": "\(chunk.count)"])
             // Drop whatever part of the write reached the file; the next append overwrites it anyway.
             try? segment.segment.log.truncate(to: segment.size)
-            for append in chunk { append.completion(.failure(error)) }
+            for (append, outcome) in zip(chunk, outcomes) {
+                // A duplicate may point into this very write, so it fails with it; rejections stand.
+                if case .failure = outcome { append.completion(outcome) } else { append.completion(.failure(error)) }
+            }
             return segment
         }
+        if idempotent { producerState.withLock { $0 = producers } }
 
         // Index entries are an optimisation: if writing them fails, lookups scan a little further.
         updated = writeIndexEntries(from: segment, to: updated, scratch: scratch)
@@ -349,15 +389,19 @@ public final class PartitionLog: Sendable {
         var durable: [DurableWaiter] = []
         let requestFlush: Bool = state.withLock { state in
             state.active = updated
-            for (append, result) in zip(chunk, results) where append.durable {
-                durable.append(DurableWaiter(result: result, completion: append.completion))
+            for (append, outcome) in zip(chunk, outcomes) where append.durable {
+                // A duplicate waits for the same flush as new data: its original may not be on disk yet.
+                if case .success(let result) = outcome {
+                    durable.append(DurableWaiter(result: result, completion: append.completion))
+                }
             }
             guard !durable.isEmpty else { return false }
             state.flush.waiters.append(contentsOf: durable)
             return true
         }
-        for (append, result) in zip(chunk, results) where !append.durable {
-            append.completion(.success(result))
+        for (append, outcome) in zip(chunk, outcomes) {
+            if case .success = outcome, append.durable { continue }
+            append.completion(outcome)
         }
         if requestFlush {
             self.requestFlush()

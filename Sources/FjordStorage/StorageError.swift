@@ -16,6 +16,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         private enum Value: String, Sendable, Hashable {
             case offsetOutOfRange, invalidBatch, diskFull, permissionDenied, ioError, corruptSegment
             case invalidConfiguration, logClosed, invalidArgument
+            case outOfOrderSequence, invalidProducerEpoch, unknownProducerID
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -38,6 +39,13 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let logClosed = Code(.logClosed)
         /// An argument is out of range.
         public static let invalidArgument = Code(.invalidArgument)
+        /// An idempotent producer's batch skips or repeats sequence numbers (and is not a retry of a
+        /// remembered batch).
+        public static let outOfOrderSequence = Code(.outOfOrderSequence)
+        /// An idempotent producer's epoch is older than one that already wrote to the log.
+        public static let invalidProducerEpoch = Code(.invalidProducerEpoch)
+        /// The log has no state for this producer id and the batch does not start at sequence 0.
+        public static let unknownProducerID = Code(.unknownProducerID)
 
         public var description: String { value.rawValue }
     }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// Runs `body` with a fresh directory under the temporary directory, removed afterwards.
 func inTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
@@ -116,6 +117,32 @@ struct Exchange: Sendable, Equatable {
 func exchange(
     _ message: String, port: Int, context: NIOSSLContext, serverHostname: String?, group: any EventLoopGroup
 ) async throws -> Exchange {
+    // A failed handshake can surface as "I/O on closed channel" on the write that raced with the
+    // close; the TLS error itself reaches errorCaught, so that is the error reported.
+    let recorder = FirstErrorRecorder()
+    do {
+        return try await exchange(message, port: port, context: context, serverHostname: serverHostname, group: group, recorder: recorder)
+    } catch {
+        throw recorder.first ?? error
+    }
+}
+
+/// Keeps the first error the pipeline reports.
+final class FirstErrorRecorder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    private let box = Mutex<(any Error)?>(nil)
+    var first: (any Error)? { box.withLock { $0 } }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        box.withLock { if $0 == nil { $0 = error } }
+        context.fireErrorCaught(error)
+    }
+}
+
+private func exchange(
+    _ message: String, port: Int, context: NIOSSLContext, serverHostname: String?, group: any EventLoopGroup,
+    recorder: FirstErrorRecorder
+) async throws -> Exchange {
     try await withTimeout {
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
@@ -123,6 +150,7 @@ func exchange(
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         NIOSSLClientHandler(context: context, serverHostname: serverHostname))
+                    try channel.pipeline.syncOperations.addHandler(recorder)
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }

@@ -19,6 +19,8 @@ public final class LocalMetadataStore: MetadataStore {
         var version: Int = 1
         var clusterID: String
         var topics: [String: TopicRecord]
+        /// The first idempotent-producer id not yet reserved (absent in files written before ids existed).
+        var nextProducerID: Int64?
     }
 
     public let clusterID: String
@@ -85,6 +87,14 @@ public final class LocalMetadataStore: MetadataStore {
             return topic
         }
         return deleted
+    }
+
+    public func reserveProducerIDs(count: Int) async throws(BrokerError) -> Range<Int64> {
+        try await change { snapshot throws(BrokerError) -> Range<Int64> in
+            let first = snapshot.nextProducerID ?? 0
+            snapshot.nextProducerID = first + Int64(count)
+            return first..<first + Int64(count)
+        }
     }
 
     private static func unknown(_ name: String) -> BrokerError {

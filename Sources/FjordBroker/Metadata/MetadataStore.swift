@@ -55,4 +55,7 @@ public protocol MetadataStore: Sendable {
     func update(_ topic: TopicRecord) async throws(BrokerError)
     /// Removes the topic and returns what it was. Throws `UNKNOWN_TOPIC_OR_PARTITION` when absent.
     func delete(topic name: String) async throws(BrokerError) -> TopicRecord
+    /// Reserves `count` idempotent-producer ids never handed out before, by any broker, across
+    /// restarts (Kafka's producer id blocks).
+    func reserveProducerIDs(count: Int) async throws(BrokerError) -> Range<Int64>
 }

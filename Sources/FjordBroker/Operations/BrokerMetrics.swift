@@ -29,7 +29,7 @@ public final class BrokerMetrics: Sendable {
     /// so that label cardinality stays bounded.
     public static let apiLabels: [String] = [
         "handshake", "get_metadata", "create_topic", "delete_topic", "list_topics", "describe_topic",
-        "create_partitions", "alter_topic_config", "produce", "fetch", "subscribe", "list_offsets",
+        "create_partitions", "alter_topic_config", "produce", "fetch", "subscribe", "list_offsets", "init_producer_id",
     ]
 
     /// The `api` label used for requests whose API name is not in ``apiLabels``.

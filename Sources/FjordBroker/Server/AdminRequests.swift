@@ -50,6 +50,23 @@ struct AdminRequests: Sendable {
             return try encode(response)
         case .listOffsets:
             return try encode(try await listOffsets(try decode(payload)))
+        case .initProducerID:
+            let request: Fjord_V1_InitProducerIdRequest = try decode(payload)
+            var response = Fjord_V1_InitProducerIdResponse()
+            if request.producerID > 0 || (request.producerID == 0 && request.producerEpoch > 0) {
+                // An epoch bump for an id this broker handed out. Past the epoch range, a new id.
+                guard request.producerEpoch >= 0 else {
+                    throw BrokerError(.invalidRequest, "producer \(request.producerID) named epoch \(request.producerEpoch); epochs are >= 0")
+                }
+                if request.producerEpoch < Int32(Int16.max) {
+                    response.producerID = request.producerID
+                    response.producerEpoch = request.producerEpoch + 1
+                    return try encode(response)
+                }
+            }
+            response.producerID = try await broker.producerIDs.next()
+            response.producerEpoch = 0
+            return try encode(response)
         default:
             throw BrokerError(.unknownMethod, "method \(method.rawValue) is not a unary request")
         }

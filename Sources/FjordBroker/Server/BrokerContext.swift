@@ -18,6 +18,8 @@ struct BrokerContext: Sendable {
     let advertisedPort: Int
     /// Shutdown state and the count of appends in flight.
     let lifecycle: BrokerLifecycle
+    /// Idempotent-producer ids.
+    let producerIDs: ProducerIDAllocator
 }
 
 /// What a graceful shutdown watches: a flag raised once when the broker begins to stop (new

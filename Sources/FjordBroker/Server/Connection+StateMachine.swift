@@ -49,7 +49,7 @@ struct ConnectionStateMachine {
 
     static let unaryMethods: Set<Fjord_V1_Method> = [
         .getMetadata, .createTopic, .deleteTopic, .listTopics, .describeTopic, .createPartitions, .alterTopicConfig,
-        .fetch, .listOffsets,
+        .fetch, .listOffsets, .initProducerID,
     ]
 
     /// What to do with a frame that arrived with `header`.

@@ -128,6 +128,7 @@ extension ConnectionHandler {
                 ack.lastOffset = appended.lastOffset
                 ack.logAppendTime = appended.logAppendTime
                 ack.logStartOffset = appended.logStartOffset
+                ack.duplicate = appended.duplicate
                 response = ack
             }
         case .failure(let error):

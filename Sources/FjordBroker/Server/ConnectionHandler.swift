@@ -291,6 +291,7 @@ extension Fjord_V1_Method {
         case .fetch: "fetch"
         case .subscribe: "subscribe"
         case .listOffsets: "list_offsets"
+        case .initProducerID: "init_producer_id"
         default: "unknown"
         }
     }

@@ -1,6 +1,7 @@
 public import ArgumentParser
 import FjordBroker
 import FjordTLS
+import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -83,7 +84,8 @@ struct ServeCommand: AsyncParsableCommand {
                 lines.append("fjord: development CA for clients: \(certificates.caCertificatePath)")
             }
             lines.append("fjord: data in \(configuration.dataDirectory); stop with Ctrl-C or SIGTERM")
-            print(lines.joined(separator: "\n"))
+            // Written and flushed at once: a parent process reads the port from this even through a pipe.
+            FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
         }
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -57,6 +57,9 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
 
   /// Log.ListOffsets: unary.
   case listOffsets // = 23
+
+  /// Log.InitProducerId: unary. An idempotent producer's id and epoch.
+  case initProducerID // = 24
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -78,6 +81,7 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
     case 21: self = .fetch
     case 22: self = .subscribe
     case 23: self = .listOffsets
+    case 24: self = .initProducerID
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -97,6 +101,7 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
     case .fetch: return 21
     case .subscribe: return 22
     case .listOffsets: return 23
+    case .initProducerID: return 24
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -116,6 +121,7 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
     .fetch,
     .subscribe,
     .listOffsets,
+    .initProducerID,
   ]
 
 }
@@ -208,7 +214,7 @@ public nonisolated struct Fjord_V1_HandshakeResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "fjord.v1"
 
 nonisolated extension Fjord_V1_Method: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0METHOD_UNSPECIFIED\0\u{1}METHOD_HANDSHAKE\0\u{1}METHOD_GET_METADATA\0\u{2}\u{8}METHOD_CREATE_TOPIC\0\u{1}METHOD_DELETE_TOPIC\0\u{1}METHOD_LIST_TOPICS\0\u{1}METHOD_DESCRIBE_TOPIC\0\u{1}METHOD_CREATE_PARTITIONS\0\u{1}METHOD_ALTER_TOPIC_CONFIG\0\u{2}\u{5}METHOD_PRODUCE\0\u{1}METHOD_FETCH\0\u{1}METHOD_SUBSCRIBE\0\u{1}METHOD_LIST_OFFSETS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0METHOD_UNSPECIFIED\0\u{1}METHOD_HANDSHAKE\0\u{1}METHOD_GET_METADATA\0\u{2}\u{8}METHOD_CREATE_TOPIC\0\u{1}METHOD_DELETE_TOPIC\0\u{1}METHOD_LIST_TOPICS\0\u{1}METHOD_DESCRIBE_TOPIC\0\u{1}METHOD_CREATE_PARTITIONS\0\u{1}METHOD_ALTER_TOPIC_CONFIG\0\u{2}\u{5}METHOD_PRODUCE\0\u{1}METHOD_FETCH\0\u{1}METHOD_SUBSCRIBE\0\u{1}METHOD_LIST_OFFSETS\0\u{1}METHOD_INIT_PRODUCER_ID\0")
 }
 
 nonisolated extension Fjord_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProviding {

@@ -116,8 +116,13 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
   /// Not retriable.
   case outOfOrderSequence // = 43
 
-  /// The producer id or epoch is unknown or has been fenced by a newer epoch. Not retriable.
+  /// The producer epoch is older than one that already wrote to the partition (the producer was
+  /// fenced by a newer instance or an epoch bump). Not retriable.
   case invalidProducerEpoch // = 44
+
+  /// The partition holds no state for this producer id (it expired, see producer.id.expiration.ms)
+  /// and the batch does not start at sequence 0. Not retriable: get a new id with InitProducerId.
+  case unknownProducerID // = 45
 
   /// --- Fetch and offsets ---
   /// The offset is below the log start offset or above the log end offset; the message names both.
@@ -165,6 +170,7 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case 42: self = .unsupportedCompression
     case 43: self = .outOfOrderSequence
     case 44: self = .invalidProducerEpoch
+    case 45: self = .unknownProducerID
     case 50: self = .offsetOutOfRange
     case 60: self = .diskFull
     case 61: self = .storageError
@@ -200,6 +206,7 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case .unsupportedCompression: return 42
     case .outOfOrderSequence: return 43
     case .invalidProducerEpoch: return 44
+    case .unknownProducerID: return 45
     case .offsetOutOfRange: return 50
     case .diskFull: return 60
     case .storageError: return 61
@@ -235,6 +242,7 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     .unsupportedCompression,
     .outOfOrderSequence,
     .invalidProducerEpoch,
+    .unknownProducerID,
     .offsetOutOfRange,
     .diskFull,
     .storageError,
@@ -266,7 +274,7 @@ public nonisolated struct Fjord_V1_Error: Sendable {
 fileprivate nonisolated let _protobuf_package = "fjord.v1"
 
 nonisolated extension Fjord_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_NONE\0\u{1}ERROR_CODE_UNKNOWN\0\u{1}ERROR_CODE_MALFORMED_FRAME\0\u{1}ERROR_CODE_FRAME_TOO_LARGE\0\u{1}ERROR_CODE_MALFORMED_MESSAGE\0\u{1}ERROR_CODE_HANDSHAKE_REQUIRED\0\u{1}ERROR_CODE_UNSUPPORTED_VERSION\0\u{1}ERROR_CODE_UNKNOWN_METHOD\0\u{1}ERROR_CODE_INVALID_STREAM\0\u{1}ERROR_CODE_INVALID_REQUEST\0\u{1}ERROR_CODE_TOO_MANY_CONNECTIONS\0\u{1}ERROR_CODE_BROKER_SHUTTING_DOWN\0\u{1}ERROR_CODE_REQUEST_TIMED_OUT\0\u{2}\u{8}ERROR_CODE_UNKNOWN_TOPIC_OR_PARTITION\0\u{1}ERROR_CODE_TOPIC_ALREADY_EXISTS\0\u{1}ERROR_CODE_INVALID_TOPIC\0\u{1}ERROR_CODE_INVALID_PARTITIONS\0\u{1}ERROR_CODE_INVALID_CONFIG\0\u{2}\u{6}ERROR_CODE_FENCED_LEADER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_LEADER_EPOCH\0\u{1}ERROR_CODE_NOT_LEADER\0\u{2}\u{8}ERROR_CODE_CORRUPT_BATCH\0\u{1}ERROR_CODE_BATCH_TOO_LARGE\0\u{1}ERROR_CODE_UNSUPPORTED_COMPRESSION\0\u{1}ERROR_CODE_OUT_OF_ORDER_SEQUENCE\0\u{1}ERROR_CODE_INVALID_PRODUCER_EPOCH\0\u{2}\u{6}ERROR_CODE_OFFSET_OUT_OF_RANGE\0\u{2}\u{a}ERROR_CODE_DISK_FULL\0\u{1}ERROR_CODE_STORAGE_ERROR\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_NONE\0\u{1}ERROR_CODE_UNKNOWN\0\u{1}ERROR_CODE_MALFORMED_FRAME\0\u{1}ERROR_CODE_FRAME_TOO_LARGE\0\u{1}ERROR_CODE_MALFORMED_MESSAGE\0\u{1}ERROR_CODE_HANDSHAKE_REQUIRED\0\u{1}ERROR_CODE_UNSUPPORTED_VERSION\0\u{1}ERROR_CODE_UNKNOWN_METHOD\0\u{1}ERROR_CODE_INVALID_STREAM\0\u{1}ERROR_CODE_INVALID_REQUEST\0\u{1}ERROR_CODE_TOO_MANY_CONNECTIONS\0\u{1}ERROR_CODE_BROKER_SHUTTING_DOWN\0\u{1}ERROR_CODE_REQUEST_TIMED_OUT\0\u{2}\u{8}ERROR_CODE_UNKNOWN_TOPIC_OR_PARTITION\0\u{1}ERROR_CODE_TOPIC_ALREADY_EXISTS\0\u{1}ERROR_CODE_INVALID_TOPIC\0\u{1}ERROR_CODE_INVALID_PARTITIONS\0\u{1}ERROR_CODE_INVALID_CONFIG\0\u{2}\u{6}ERROR_CODE_FENCED_LEADER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_LEADER_EPOCH\0\u{1}ERROR_CODE_NOT_LEADER\0\u{2}\u{8}ERROR_CODE_CORRUPT_BATCH\0\u{1}ERROR_CODE_BATCH_TOO_LARGE\0\u{1}ERROR_CODE_UNSUPPORTED_COMPRESSION\0\u{1}ERROR_CODE_OUT_OF_ORDER_SEQUENCE\0\u{1}ERROR_CODE_INVALID_PRODUCER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_PRODUCER_ID\0\u{2}\u{5}ERROR_CODE_OFFSET_OUT_OF_RANGE\0\u{2}\u{a}ERROR_CODE_DISK_FULL\0\u{1}ERROR_CODE_STORAGE_ERROR\0")
 }
 
 nonisolated extension Fjord_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -140,6 +140,10 @@ public nonisolated struct Fjord_V1_ProduceResponse: Sendable {
 
   public var logStartOffset: Int64 = 0
 
+  /// True when the batch was a retry of one an idempotent producer already appended: the offsets
+  /// are those of the original and nothing was appended again.
+  public var duplicate: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -385,6 +389,38 @@ public nonisolated struct Fjord_V1_ListOffsetsResponse: Sendable {
   public init() {}
 }
 
+/// Asks for an idempotent producer identity. With producer_id = -1 (or unset and epoch unset) the
+/// broker allocates a new id with epoch 0. With an id and epoch the producer already holds, the
+/// broker answers the same id with the next epoch, so the producer can restart its sequences at 0
+/// (batches from the older epoch are then fenced with INVALID_PRODUCER_EPOCH).
+public nonisolated struct Fjord_V1_InitProducerIdRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var producerID: Int64 = 0
+
+  public var producerEpoch: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Fjord_V1_InitProducerIdResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var producerID: Int64 = 0
+
+  public var producerEpoch: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "fjord.v1"
@@ -450,7 +486,7 @@ nonisolated extension Fjord_V1_ProduceRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProduceResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}error\0\u{3}base_offset\0\u{3}last_offset\0\u{3}log_append_time\0\u{3}log_start_offset\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}error\0\u{3}base_offset\0\u{3}last_offset\0\u{3}log_append_time\0\u{3}log_start_offset\0\u{1}duplicate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -464,6 +500,7 @@ nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.lastOffset) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.logAppendTime) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.logStartOffset) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.duplicate) }()
       default: break
       }
     }
@@ -492,6 +529,9 @@ nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProt
     if self.logStartOffset != 0 {
       try visitor.visitSingularInt64Field(value: self.logStartOffset, fieldNumber: 6)
     }
+    if self.duplicate != false {
+      try visitor.visitSingularBoolField(value: self.duplicate, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -502,6 +542,7 @@ nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProt
     if lhs.lastOffset != rhs.lastOffset {return false}
     if lhs.logAppendTime != rhs.logAppendTime {return false}
     if lhs.logStartOffset != rhs.logStartOffset {return false}
+    if lhs.duplicate != rhs.duplicate {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -974,6 +1015,76 @@ nonisolated extension Fjord_V1_ListOffsetsResponse: SwiftProtobuf.Message, Swift
 
   public static func ==(lhs: Fjord_V1_ListOffsetsResponse, rhs: Fjord_V1_ListOffsetsResponse) -> Bool {
     if lhs.partitions != rhs.partitions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fjord_V1_InitProducerIdRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InitProducerIdRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}producer_id\0\u{3}producer_epoch\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.producerID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.producerEpoch) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.producerID != 0 {
+      try visitor.visitSingularInt64Field(value: self.producerID, fieldNumber: 1)
+    }
+    if self.producerEpoch != 0 {
+      try visitor.visitSingularInt32Field(value: self.producerEpoch, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fjord_V1_InitProducerIdRequest, rhs: Fjord_V1_InitProducerIdRequest) -> Bool {
+    if lhs.producerID != rhs.producerID {return false}
+    if lhs.producerEpoch != rhs.producerEpoch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Fjord_V1_InitProducerIdResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InitProducerIdResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}producer_id\0\u{3}producer_epoch\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.producerID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.producerEpoch) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.producerID != 0 {
+      try visitor.visitSingularInt64Field(value: self.producerID, fieldNumber: 1)
+    }
+    if self.producerEpoch != 0 {
+      try visitor.visitSingularInt32Field(value: self.producerEpoch, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Fjord_V1_InitProducerIdResponse, rhs: Fjord_V1_InitProducerIdResponse) -> Bool {
+    if lhs.producerID != rhs.producerID {return false}
+    if lhs.producerEpoch != rhs.producerEpoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -91,10 +91,23 @@ public final class FjordConnection: Sendable {
         try await channel.writeAndFlush(frame)
     }
 
+    /// Writes several frames with one flush.
+    public func sendFrames(_ frames: [Frame]) async throws {
+        guard let last = frames.last else { return }
+        for frame in frames.dropLast() { channel.write(frame, promise: nil) }
+        try await channel.writeAndFlush(last)
+    }
+
+    /// The event loop the connection runs on.
+    public var eventLoop: any EventLoop { channel.eventLoop }
+
     /// Returns once the connection is closed.
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()
     }
+
+    /// Whether the connection is still open.
+    public var isActive: Bool { channel.isActive }
 
     /// An error the broker sent on stream 0 before closing, if any.
     public var connectionError: FjordClientError? { router.connectionError }

@@ -1,0 +1,105 @@
+"""Fjord errors: one exception class per fjord.v1.ErrorCode, made from the generated table.
+
+Every code NAME in errors.proto becomes `<CamelCaseName>Error`, a subclass of `BrokerError` with the
+class attributes `code`, `code_name` and `retriable` from the table (for example
+`UnknownTopicOrPartitionError.code == 20`, `.retriable is True`). `error_from_proto` maps a
+`fjord.v1.Error` to an instance of the right class; a code this client does not know becomes a plain
+`BrokerError` that is not retriable (protocol.md §8).
+"""
+from .fjord.v1.error_codes import ERROR_CODES
+
+__all__ = [
+    "FjordError", "BrokerError", "ConnectionClosedError", "ProtocolError", "FjordTimeoutError",
+    "ERROR_CLASSES", "error_class", "error_from_proto", "error_from_payload",
+    "UnknownTopicError",
+]
+
+
+class FjordError(Exception):
+    """Base class of every error this client raises."""
+
+    retriable = False
+
+
+class ConnectionClosedError(FjordError):
+    """The connection ended (by the broker, the network, or close()) before the call completed."""
+
+    retriable = True
+
+
+class ProtocolError(FjordError):
+    """The broker sent something this client cannot make sense of (malformed frame, bad message)."""
+
+
+class FjordTimeoutError(FjordError, TimeoutError):
+    """A call did not complete in the time the caller allowed."""
+
+    retriable = True
+
+
+class BrokerError(FjordError):
+    """An error sent by the broker as a `fjord.v1.Error`.
+
+    Attributes: `code` (int), `code_name` (e.g. "UNKNOWN_TOPIC_OR_PARTITION"), `message` (the
+    broker's text), `retriable` (from the error-code table; for a code not in the table, False),
+    `broker_retriable` (the flag the broker set), `scope` ("connection", "stream" or "partition").
+    """
+
+    code = None
+    code_name = "UNKNOWN_CODE"
+    retriable = False
+
+    def __init__(self, message="", *, code=None, broker_retriable=None, scope=None):
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.broker_retriable = broker_retriable
+        self.scope = scope
+        super().__init__("%s (%s): %s" % (self.code_name, self.code, message) if message
+                         else "%s (%s)" % (self.code_name, self.code))
+
+
+def _class_name(name):
+    return "".join(part.capitalize() for part in name.split("_")) + "Error"
+
+
+ERROR_CLASSES = {}
+for _code, _name, _retriable, _doc in ERROR_CODES:
+    if _code == 0:
+        continue
+    _cls = type(_class_name(_name), (BrokerError,), {
+        "code": _code, "code_name": _name, "retriable": _retriable,
+        "__doc__": "ERROR_CODE_%s (%d): %s" % (_name, _code, _doc), "__module__": __name__,
+    })
+    ERROR_CLASSES[_code] = _cls
+    globals()[_cls.__name__] = _cls
+    __all__.append(_cls.__name__)
+del _code, _name, _retriable, _doc, _cls
+
+# A shorter alias for the most common one.
+UnknownTopicError = ERROR_CLASSES[20]  # UnknownTopicOrPartitionError
+
+
+def error_class(code):
+    """The exception class for an error code (BrokerError for an unknown code)."""
+    return ERROR_CLASSES.get(code, BrokerError)
+
+
+def error_from_proto(err, scope=None):
+    """An exception instance for a `fjord.v1.Error` message."""
+    code = int(err.code)
+    cls = ERROR_CLASSES.get(code)
+    if cls is None:
+        return BrokerError(err.message, code=code, broker_retriable=err.retriable, scope=scope)
+    return cls(err.message, broker_retriable=err.retriable, scope=scope)
+
+
+def error_from_payload(payload, scope=None):
+    """An exception for the payload of an ERROR frame (a serialized `fjord.v1.Error`)."""
+    from .fjord.v1 import errors_pb2
+    err = errors_pb2.Error()
+    try:
+        err.ParseFromString(payload)
+    except Exception as exc:  # noqa: BLE001 - any decode failure
+        return ProtocolError("undecodable Error payload in an ERROR frame: %s" % exc)
+    return error_from_proto(err, scope=scope)
