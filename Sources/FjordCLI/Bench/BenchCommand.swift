@@ -5,6 +5,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Fjord's throughput. Build with `swift build -c release` first.",
-        subcommands: [BenchLogCommand.self]
+        subcommands: [BenchProduceCommand.self, BenchConsumeCommand.self, BenchRoundtripCommand.self, BenchLogCommand.self]
     )
 }
