@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Regenerates every file generated from proto/ and commits nothing.
 #
-#   tools/codegen.sh          regenerate Sources/FjordProto (and the clients' code once they exist)
+#   tools/codegen.sh          regenerate Sources/FjordProto/Generated, the Python client's
+#                             tools/clients/python/fjord_client/fjord and the C client's
+#                             tools/clients/c/generated
 #   tools/codegen.sh --check  regenerate into a temporary directory and fail if the tree differs
 #
-# Needs `protoc` (Debian: protobuf-compiler). protoc-gen-swift is taken from $PROTOC_GEN_SWIFT,
-# from PATH, or built from the swift-protobuf checkout SwiftPM already resolved (about 2-3 minutes).
+# Needs `protoc` (Debian: protobuf-compiler) and, for the C client, `protoc-c` (Debian:
+# protobuf-c-compiler 1.4.1, the version the committed C code was made with; without it the C
+# part is skipped with a message). protoc-gen-swift is taken from $PROTOC_GEN_SWIFT, from PATH,
+# or built from the swift-protobuf checkout SwiftPM already resolved (about 2-3 minutes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -39,10 +43,42 @@ protos=$(cd proto && find . -name '*.proto' | sed 's|^\./||' | sort)
     --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores --swift_opt=UseAccessLevelOnImports=true \
     --swift_out="$target" $protos)
 
+# The cross-language clients (tools/clients/README.md).
+out_python="$root/tools/clients/python/fjord_client"
+out_c="$root/tools/clients/c/generated"
+target_python="$out_python"
+target_c="$out_c"
 if ((check)); then
+    target_python="$tmp/python"
+    target_c="$tmp/c"
+fi
+tools/clients/python/codegen.sh "$target_python"
+c_done=0
+if command -v protoc-c >/dev/null; then
+    if ((!check)); then rm -rf "$out_c/fjord"; fi
+    tools/clients/c/codegen.sh "$target_c"
+    c_done=1
+else
+    echo "codegen: protoc-c not found (apt-get install protobuf-c-compiler); the C client's code was not regenerated" >&2
+fi
+
+if ((check)); then
+    stale=0
     if ! diff -r "$target" "$out_swift"; then
-        echo "codegen: Sources/FjordProto/Generated is stale; run tools/codegen.sh and commit the result" >&2
+        echo "codegen: Sources/FjordProto/Generated is stale" >&2
+        stale=1
+    fi
+    if ! diff -r -x __pycache__ "$target_python/fjord" "$out_python/fjord"; then
+        echo "codegen: tools/clients/python/fjord_client/fjord is stale" >&2
+        stale=1
+    fi
+    if ((c_done)) && ! diff -r "$target_c" "$out_c"; then
+        echo "codegen: tools/clients/c/generated is stale" >&2
+        stale=1
+    fi
+    if ((stale)); then
+        echo "codegen: run tools/codegen.sh and commit the result" >&2
         exit 1
     fi
-    echo "codegen: generated code is current"
+    echo "codegen: generated code is current (swift, python$( ((c_done)) && echo ", c"))"
 fi
