@@ -55,8 +55,8 @@ public final class FjordClient: Sendable {
         await connections.close()
     }
 
-    /// Sends a unary request, reconnecting and retrying retriable failures with backoff until the
-    /// request timeout.
+    /// Sends a unary request, reconnecting and retrying retriable failures (other than
+    /// `UNKNOWN_TOPIC_OR_PARTITION`) with backoff until the request timeout.
     public func call<Response: SwiftProtobuf.Message>(
         _ method: Fjord_V1_Method, _ request: some SwiftProtobuf.Message, as: Response.Type = Response.self
     ) async throws -> Response {
@@ -68,7 +68,8 @@ public final class FjordClient: Sendable {
                 return try await connection.unary(method, request, as: Response.self)
             } catch let error as FjordClientError {
                 if !connection.isActive { await connections.invalidate(connection) }
-                guard error.isRetriable else { throw error }
+                // An unknown topic is answered at once: the caller decides whether to wait for it.
+                guard error.isRetriable, error.code != .unknownTopicOrPartition else { throw error }
                 let delay = configuration.reconnect.delay(attempt: attempt)
                 attempt += 1
                 guard ContinuousClock.now + delay < deadline else { throw error }

@@ -92,15 +92,22 @@ func fjordExecutable() throws -> URL {
     return fallback
 }
 
-func runFjord(_ arguments: [String]) throws -> ProcessResult {
+func runFjord(_ arguments: [String], input: String? = nil, environment: [String: String] = [:]) throws -> ProcessResult {
     let process = Process()
     process.executableURL = try fjordExecutable()
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let output = Pipe()
     let error = Pipe()
     process.standardOutput = output
     process.standardError = error
+    let stdin = Pipe()
+    process.standardInput = stdin
     try process.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    try stdin.fileHandleForWriting.close()
     // Read before waiting so a large output cannot fill the pipe and block the child.
     let out = output.fileHandleForReading.readDataToEndOfFile()
     let err = error.fileHandleForReading.readDataToEndOfFile()

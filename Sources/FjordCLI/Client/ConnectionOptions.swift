@@ -79,7 +79,10 @@ struct ConnectionOptions: ParsableArguments {
 func fail(_ error: any Error) -> ExitCode {
     var message = "\(error)"
     if let error = error as? FjordClientError {
-        message = "\(error.code.name): \(error.message)"
+        message = error.code == .unknown ? error.message : "\(error.code.name): \(error.message)"
+        if error.message.hasPrefix("could not reach any broker") {
+            message += "\nhint: is the broker running (`fjord serve`)? Pass its address with --broker HOST:PORT or FJORD_BROKER"
+        }
         switch error.code {
         case .unknownTopicOrPartition:
             message += "\nhint: list topics with `fjord topics list`, or create it with `fjord topics create NAME`"

@@ -1,6 +1,8 @@
 import FjordProto
+import FjordTLS
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// Keeps one live connection to some broker of the list, reconnecting on demand with backoff and
 /// jitter. Concurrent callers share one connection attempt.
@@ -90,6 +92,7 @@ actor ConnectionProvider {
 
     /// TLS trust and certificate problems are not cured by waiting; refused or reset connections may be.
     private static func isTransient(_ error: any Error) -> Bool {
+        if error is NIOSSLError || error is NIOSSLExtraError || error is TLSConfigurationError { return false }
         let text = String(describing: error)
         return !(text.contains("handshakeFailed") || text.contains("CERTIFICATE") || text.contains("certificate"))
     }

@@ -37,6 +37,7 @@ public final class FjordConnection: Sendable {
     ) async throws -> FjordConnection {
         let sslContext = try tls?.makeContext()
         let router = StreamRouter()
+        let tlsErrors = FirstErrorHandler()
         let serverHostname = tls?.handlerServerHostname(connectingTo: host)
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -46,6 +47,7 @@ public final class FjordConnection: Sendable {
                     let sync = channel.pipeline.syncOperations
                     if let sslContext {
                         try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
+                        try sync.addHandler(tlsErrors)
                     }
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumPayloadLength: maxFrameBytes)))
                     try sync.addHandler(FrameEncoder())
@@ -63,7 +65,8 @@ public final class FjordConnection: Sendable {
             return FjordConnection(channel: channel, router: router, handshake: response)
         } catch {
             try? await channel.close()
-            throw error
+            // A failed TLS handshake can surface as a write to a closed channel; report the TLS error.
+            throw tlsErrors.first ?? error
         }
     }
 
@@ -178,6 +181,18 @@ public struct FjordStream: Sendable {
         var iterator: AsyncStream<Frame>.Iterator
         init(_ iterator: AsyncStream<Frame>.Iterator) { self.iterator = iterator }
         func next() async -> Frame? { await iterator.next() }
+    }
+}
+
+/// Remembers the first error the pipeline reports (the TLS handler's verdict on a handshake).
+final class FirstErrorHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+    private let error = Mutex<(any Error)?>(nil)
+    var first: (any Error)? { error.withLock { $0 } }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.error.withLock { if $0 == nil { $0 = error } }
+        context.fireErrorCaught(error)
     }
 }
 

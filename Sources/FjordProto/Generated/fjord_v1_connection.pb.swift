@@ -172,8 +172,9 @@ public nonisolated struct Fjord_V1_HandshakeRequest: Sendable {
   /// Free-form name of the client, used in broker logs and metrics.
   public var clientID: String = String()
 
-  /// The largest frame payload the client accepts; 0 means the broker's own maximum. The broker
-  /// never sends a frame longer than this.
+  /// The largest frame payload the client would like; 0 means the broker's own maximum. The broker
+  /// sizes fetch and subscribe responses to it, but a read always carries at least one whole batch,
+  /// so a client must accept frames up to the largest batch a topic allows (docs/protocol.md §4).
   public var maxFrameBytes: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -37,9 +37,11 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
   /// An unexpected failure inside the broker. Not retriable.
   case unknown // = 1
 
-  /// --- Connection and framing (the broker closes the connection after sending these) ---
-  /// A frame header with unknown flags, a non-zero reserved byte, or a stream id/method that does
-  /// not fit the stream. Not retriable.
+  /// --- Connection and framing ---
+  /// Sent on stream 0 these end the connection; UNKNOWN_METHOD, INVALID_STREAM and INVALID_REQUEST
+  /// sent on a stream end only that stream (docs/protocol.md §3 and §8).
+  /// A frame header with unknown flags or a non-zero reserved byte, or a byte stream that is not
+  /// frames. Not retriable.
   case malformedFrame // = 2
 
   /// A frame payload longer than the receiver's maximum frame size. Not retriable.
@@ -57,7 +59,9 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
   /// The method id is not in the method table. Not retriable (the stream fails, the connection stays).
   case unknownMethod // = 7
 
-  /// A frame for a stream that is not open, or a new stream reusing an open stream id. Not retriable.
+  /// On stream 0: a client frame on stream 0 after the handshake (the connection closes). On a
+  /// stream: a frame the open stream cannot take (another method id, a second frame of a unary
+  /// call, a frame after produce END_STREAM); that stream ends. Not retriable.
   case invalidStream // = 8
 
   /// The request is well-formed protobuf but its fields are invalid (for example a negative

@@ -325,7 +325,7 @@ public nonisolated struct Fjord_V1_ListOffsetsPartition: Sendable {
   public var partition: UInt32 = 0
 
   /// -2: the log start offset (earliest); -1: the log end offset (latest); otherwise a timestamp in
-  /// ms: the first offset whose batch max timestamp is at or after it.
+  /// ms: the offset of the first record whose timestamp is at or after it (docs/protocol.md).
   public var timestamp: Int64 = 0
 
   public var leaderEpoch: Int32 = 0

@@ -89,8 +89,9 @@ struct  Fjord__V1__HandshakeRequest
    */
   char *client_id;
   /*
-   * The largest frame payload the client accepts; 0 means the broker's own maximum. The broker
-   * never sends a frame longer than this.
+   * The largest frame payload the client would like; 0 means the broker's own maximum. The broker
+   * sizes fetch and subscribe responses to it, but a read always carries at least one whole batch,
+   * so a client must accept frames up to the largest batch a topic allows (docs/protocol.md §4).
    */
   uint32_t max_frame_bytes;
 };

@@ -30,9 +30,11 @@ typedef enum _Fjord__V1__ErrorCode {
    */
   FJORD__V1__ERROR_CODE__ERROR_CODE_UNKNOWN = 1,
   /*
-   * --- Connection and framing (the broker closes the connection after sending these) ---
-   * A frame header with unknown flags, a non-zero reserved byte, or a stream id/method that does
-   * not fit the stream. Not retriable.
+   * --- Connection and framing ---
+   * Sent on stream 0 these end the connection; UNKNOWN_METHOD, INVALID_STREAM and INVALID_REQUEST
+   * sent on a stream end only that stream (docs/protocol.md §3 and §8).
+   * A frame header with unknown flags or a non-zero reserved byte, or a byte stream that is not
+   * frames. Not retriable.
    */
   FJORD__V1__ERROR_CODE__ERROR_CODE_MALFORMED_FRAME = 2,
   /*
@@ -56,7 +58,9 @@ typedef enum _Fjord__V1__ErrorCode {
    */
   FJORD__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_METHOD = 7,
   /*
-   * A frame for a stream that is not open, or a new stream reusing an open stream id. Not retriable.
+   * On stream 0: a client frame on stream 0 after the handshake (the connection closes). On a
+   * stream: a frame the open stream cannot take (another method id, a second frame of a unary
+   * call, a frame after produce END_STREAM); that stream ends. Not retriable.
    */
   FJORD__V1__ERROR_CODE__ERROR_CODE_INVALID_STREAM = 8,
   /*

@@ -262,7 +262,7 @@ struct  Fjord__V1__ListOffsetsPartition
   uint32_t partition;
   /*
    * -2: the log start offset (earliest); -1: the log end offset (latest); otherwise a timestamp in
-   * ms: the first offset whose batch max timestamp is at or after it.
+   * ms: the offset of the first record whose timestamp is at or after it (docs/protocol.md).
    */
   int64_t timestamp;
   int32_t leader_epoch;
