@@ -95,6 +95,38 @@ public struct RecordBatchBuilder: Sendable {
         return batch
     }
 
+    /// Finishes the batch like ``build()`` but in the builder's own buffer, so the bytes are not
+    /// copied. Use the builder no more afterwards.
+    public mutating func finish() -> ByteBuffer {
+        precondition(count > 0, "a record batch needs at least one record")
+        let header = RecordBatchHeader(
+            recordCount: count, firstTimestamp: firstTimestamp, maxTimestamp: maxTimestamp, producerID: producerID,
+            producerEpoch: producerEpoch, baseSequence: baseSequence)
+        buffer.withUnsafeMutableReadableBytes { bytes in
+            header.write(to: bytes.baseAddress!)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.crcCoveredFrom...]))
+            bytes.storeBytes(of: crc.littleEndian, toByteOffset: RecordBatchLayout.crc32c, as: UInt32.self)
+        }
+        let result = buffer
+        buffer = ByteBuffer()
+        count = 0
+        return result
+    }
+
+    /// Rewrites the idempotence fields of a finished batch and its CRC32C (for example after a
+    /// producer's epoch changed), without touching the records.
+    public static func restampProducer(
+        _ batch: inout ByteBuffer, producerID: Int64, producerEpoch: Int32, baseSequence: Int32
+    ) {
+        batch.withUnsafeMutableReadableBytes { bytes in
+            bytes.storeBytes(of: producerID.littleEndian, toByteOffset: RecordBatchLayout.producerID, as: Int64.self)
+            bytes.storeBytes(of: producerEpoch.littleEndian, toByteOffset: RecordBatchLayout.producerEpoch, as: Int32.self)
+            bytes.storeBytes(of: baseSequence.littleEndian, toByteOffset: RecordBatchLayout.baseSequence, as: Int32.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.crcCoveredFrom...]))
+            bytes.storeBytes(of: crc.littleEndian, toByteOffset: RecordBatchLayout.crc32c, as: UInt32.self)
+        }
+    }
+
     private static func headerSize(_ header: RecordHeader) -> Int {
         let keyLength = header.key.utf8.count
         var size = keyLength > 0 ? 1 + Varint.size(UInt64(keyLength)) + keyLength : 0

@@ -89,19 +89,23 @@ func produceRecords(
                 let client = FjordClient(configuration: configuration)
                 let producer = client.makeProducer(configuration: producerConfiguration)
                 var value = [UInt8](repeating: 0x61, count: size)
-                for i in 0..<share {
-                    if size >= 8 { withUnsafeBytes(of: UInt64(i).littleEndian) { value.replaceSubrange(0..<8, with: $0) } }
-                    let record = ProducerRecord(topic: topic, value: value)
-                    if i % sampleEvery == 0 {
-                        let sent = nowNanoseconds()
-                        try await producer.enqueue(record) { result in
-                            switch result {
-                            case .success: latency?.record(nowNanoseconds() - sent)
-                            case .failure: failures.add()
-                            }
+                var chunk: [ProducerRecord] = []
+                chunk.reserveCapacity(sampleEvery)
+                var i = 0
+                while i < share {
+                    chunk.removeAll(keepingCapacity: true)
+                    while chunk.count < sampleEvery && i < share {
+                        if size >= 8 { withUnsafeBytes(of: UInt64(i).littleEndian) { value.replaceSubrange(0..<8, with: $0) } }
+                        chunk.append(ProducerRecord(topic: topic, value: value))
+                        i += 1
+                    }
+                    // Latency is sampled on the first record of each chunk; failures are counted for all.
+                    let sent = nowNanoseconds()
+                    try await producer.enqueue(contentsOf: chunk) { index, result in
+                        switch result {
+                        case .success: if index == 0 { latency?.record(nowNanoseconds() - sent) }
+                        case .failure: failures.add()
                         }
-                    } else {
-                        try await producer.enqueue(record)
                     }
                 }
                 try await producer.close()

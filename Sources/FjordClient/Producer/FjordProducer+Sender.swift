@@ -121,8 +121,7 @@ extension FjordProducer {
             func consider(_ deadline: ContinuousClock.Instant) {
                 nextDeadline = nextDeadline.map { min($0, deadline) } ?? deadline
             }
-            for key in Array(state.partitions.keys) {
-                var queue = state.partitions[key]!
+            for (key, queue) in state.partitions {
                 if let open = queue.open {
                     let due = open.created + configuration.linger
                     if flushing || due <= now {
@@ -135,7 +134,6 @@ extension FjordProducer {
                 if let notBefore = queue.notBefore {
                     if notBefore > now {
                         consider(notBefore)
-                        state.partitions[key] = queue
                         continue
                     }
                     queue.notBefore = nil
@@ -155,13 +153,17 @@ extension FjordProducer {
                         batch.built = nil
                     }
                     if batch.built == nil {
-                        var builder = batch.builder
                         if idempotent {
-                            builder.producerID = state.producerID
-                            builder.producerEpoch = state.producerEpoch
-                            builder.baseSequence = batch.sequence!
+                            batch.builder.producerID = state.producerID
+                            batch.builder.producerEpoch = state.producerEpoch
+                            batch.builder.baseSequence = batch.sequence!
                         }
-                        batch.built = builder.build()
+                        batch.built = batch.builder.finish()
+                    } else if batch.needsRestamp {
+                        RecordBatchBuilder.restampProducer(
+                            &batch.built!, producerID: state.producerID, producerEpoch: state.producerEpoch,
+                            baseSequence: batch.sequence!)
+                        batch.needsRestamp = false
                     }
                     batch.attempts += 1
                     state.statistics.requestsSent += 1
@@ -171,8 +173,6 @@ extension FjordProducer {
                     queue.inFlight += 1
                     toSend.append((id, batch))
                 }
-                // Kept even when idle: the queue holds the partition's next sequence number.
-                state.partitions[key] = queue
             }
             if !toSend.isEmpty {
                 for (id, batch) in toSend { state.inFlight[id] = InFlight(id: id, batch: batch, generation: nil) }
@@ -214,10 +214,7 @@ extension FjordProducer {
             for (id, batch) in batches {
                 let wasInFlight = state.withLock { state in
                     guard state.inFlight.removeValue(forKey: id) != nil else { return false }
-                    if var queue = state.partitions[batch.key] {
-                        queue.inFlight -= 1
-                        state.partitions[batch.key] = queue
-                    }
+                    state.partitions[batch.key]?.inFlight -= 1
                     return true
                 }
                 if wasInFlight { finish(batch, .success((baseOffset: -1, duplicate: false))) }
@@ -249,12 +246,11 @@ extension FjordProducer {
         }
         let outcome: Outcome = state.withLock { state in
             guard let entry = state.inFlight.removeValue(forKey: response.requestID) else { return .none }
-            var batch = entry.batch
-            var queue = state.partitions[batch.key] ?? PartitionQueue()
+            let batch = entry.batch
+            let queue = state.queue(for: batch.key)
             queue.inFlight -= 1
             defer {
                 if queue.inFlight == 0 { queue.recovering = false }
-                state.partitions[batch.key] = queue
             }
             guard response.hasError, response.error.code != .none else {
                 if response.duplicate { state.statistics.duplicatesAnswered += 1 }
@@ -272,7 +268,6 @@ extension FjordProducer {
                 if [.unknownTopicOrPartition, .notLeader, .fencedLeaderEpoch].contains(error.code) {
                     state.topicsToRefresh.insert(batch.key.topic)
                 }
-                batch.built = idempotent ? batch.built : nil
                 queue.requeue(batch)
                 queue.recovering = queue.inFlight > 0
                 queue.notBefore = ContinuousClock.now + client.configuration.reconnect.delay(attempt: batch.attempts)
@@ -305,11 +300,10 @@ extension FjordProducer {
             guard !lost.isEmpty else { return }
             for entry in lost {
                 state.inFlight[entry.id] = nil
-                var queue = state.partitions[entry.batch.key] ?? PartitionQueue()
+                let queue = state.queue(for: entry.batch.key)
                 queue.inFlight -= 1
                 queue.requeue(entry.batch)
                 if queue.inFlight == 0 { queue.recovering = false }
-                state.partitions[entry.batch.key] = queue
             }
         }
     }
@@ -320,14 +314,12 @@ extension FjordProducer {
             state.statistics.producerIDRequests += 1
             state.producerID = id
             state.producerEpoch = epoch
-            for key in Array(state.partitions.keys) {
-                var queue = state.partitions[key]!
+            for queue in state.partitions.values {
                 queue.nextSequence = 0
-                for index in queue.ready.indices {
+                for index in queue.ready.indices where queue.ready[index].sequence != nil {
                     queue.ready[index].sequence = nil
-                    queue.ready[index].built = nil
+                    queue.ready[index].needsRestamp = true
                 }
-                state.partitions[key] = queue
             }
         }
     }
@@ -337,15 +329,13 @@ extension FjordProducer {
         let now = ContinuousClock.now
         let expired: [Batch] = state.withLock { state in
             var expired: [Batch] = []
-            for key in Array(state.partitions.keys) {
-                var queue = state.partitions[key]!
+            for queue in state.partitions.values {
                 queue.ready.removeAll { batch in
                     guard now - batch.created > configuration.deliveryTimeout else { return false }
                     if batch.sequence != nil { state.needsEpochBump = true }
                     expired.append(batch)
                     return true
                 }
-                state.partitions[key] = queue
             }
             return expired
         }
@@ -370,16 +360,17 @@ extension FjordProducer {
 
     /// Completes a batch's records and releases its buffer space.
     func finish(_ batch: Batch, _ result: Result<(baseOffset: Int64, duplicate: Bool), FjordClientError>) {
-        for (index, timestamp, callback) in batch.callbacks {
+        for (index, timestamp, reported, callback) in batch.callbacks {
             switch result {
             case .success(let appended):
                 callback(
+                    reported,
                     .success(
                         RecordMetadata(
                             topic: batch.key.topic, partition: batch.key.partition,
                             offset: appended.baseOffset < 0 ? -1 : appended.baseOffset + Int64(index), timestamp: timestamp)))
             case .failure(let error):
-                callback(.failure(error))
+                callback(reported, .failure(error))
             }
         }
         let (space, flushed): ([CheckedContinuation<Void, Never>], [CheckedContinuation<Void, Never>]) = state.withLock { state in
@@ -403,8 +394,9 @@ extension FjordProducer {
             for queue in state.partitions.values {
                 batches += queue.ready
                 if let open = queue.open { batches.append(open) }
+                queue.ready = []
+                queue.open = nil
             }
-            state.partitions = [:]
             return batches
         }
         for batch in batches { finish(batch, .failure(error)) }
