@@ -140,6 +140,10 @@ public final class FjordProducer: Sendable {
     ) -> EnqueueOutcome {
         if state.closing { return .closed }
         var signal = false
+        // Consecutive records usually share topic and partition: look them up once.
+        var lastTopic: String?
+        var count = 0
+        var sticky: Int?
         var lastKey: PartitionKey?
         var queue: PartitionQueue?
         while next != records.endIndex {
@@ -148,16 +152,27 @@ public final class FjordProducer: Sendable {
             if state.bufferedBytes > 0 && state.bufferedBytes + size > configuration.bufferBytes {
                 return .full(signal: signal)
             }
-            let count = partitionCounts[record.topic]!
-            let partition =
-                record.partition
-                ?? record.key.map { Partitioner.partition(forKey: $0, partitionCount: count) }
-                ?? state.stickyPartition(topic: record.topic, count: count)
-            let key = PartitionKey(topic: record.topic, partition: partition)
-            if key != lastKey {
+            if record.topic != lastTopic {
+                lastTopic = record.topic
+                count = partitionCounts[record.topic]!
+                sticky = nil
+                lastKey = nil
+            }
+            let partition: Int
+            if let explicit = record.partition {
+                partition = explicit
+            } else if let key = record.key {
+                partition = Partitioner.partition(forKey: key, partitionCount: count)
+            } else {
+                if sticky == nil { sticky = state.stickyPartition(topic: record.topic, count: count) }
+                partition = sticky!
+            }
+            if lastKey?.partition != partition || lastKey == nil {
+                let key = PartitionKey(topic: record.topic, partition: partition)
                 queue = state.queue(for: key)
                 lastKey = key
             }
+            let key = lastKey!
             let target = queue!
             if target.open == nil {
                 target.open = Batch(key: key, capacity: min(configuration.batchBytes + 1024, 1 << 20))
@@ -166,7 +181,10 @@ public final class FjordProducer: Sendable {
             target.open!.append(record, timestamp: record.timestamp ?? now, size: size, index: index, callback: onDelivery)
             if target.open!.bytes >= configuration.batchBytes {
                 target.ready.append(target.open.take()!)
-                if record.key == nil && record.partition == nil { state.sticky[record.topic] = nil }
+                if record.key == nil && record.partition == nil {
+                    state.sticky[record.topic] = nil
+                    sticky = nil
+                }
                 signal = true
             }
             state.bufferedBytes += size
