@@ -55,24 +55,30 @@ public struct RecordBatchBuilder: Sendable {
             size += 1 + Varint.size(UInt64(length)) + length
         }
 
-        buffer.writeInteger(RecordBatchLayout.recordsTag)
-        Varint.write(UInt64(size), to: &buffer)
-        if zigzag != 0 {
-            buffer.writeInteger(UInt8(0x08))
-            Varint.write(zigzag, to: &buffer)
-        }
-        if let key { Self.writeBytesField(tag: 0x12, key, to: &buffer) }
-        if let value { Self.writeBytesField(tag: 0x1A, value, to: &buffer) }
-        for header in headers {
-            buffer.writeInteger(UInt8(0x22))
-            Varint.write(UInt64(Self.headerSize(header)), to: &buffer)
-            let keyLength = header.key.utf8.count
-            if keyLength > 0 {
-                buffer.writeInteger(UInt8(0x0A))
-                Varint.write(UInt64(keyLength), to: &buffer)
-                buffer.writeString(header.key)
+        // One reservation and raw stores: no per-field bounds or uniqueness checks.
+        let total = 1 + Varint.size(UInt64(size)) + size
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { raw in
+            var out = RawWriter(raw.baseAddress!)
+            out.byte(RecordBatchLayout.recordsTag)
+            out.varint(UInt64(size))
+            if zigzag != 0 {
+                out.byte(0x08)
+                out.varint(zigzag)
             }
-            if let value = header.value { Self.writeBytesField(tag: 0x12, value, to: &buffer) }
+            if let key { out.bytesField(0x12, key) }
+            if let value { out.bytesField(0x1A, value) }
+            for header in headers {
+                out.byte(0x22)
+                out.varint(UInt64(Self.headerSize(header)))
+                let keyLength = header.key.utf8.count
+                if keyLength > 0 {
+                    out.byte(0x0A)
+                    out.varint(UInt64(keyLength))
+                    out.utf8(header.key)
+                }
+                if let value = header.value { out.bytesField(0x12, value) }
+            }
+            return out.written
         }
         count += 1
     }
@@ -138,6 +144,49 @@ public struct RecordBatchBuilder: Sendable {
         buffer.writeInteger(tag)
         Varint.write(UInt64(bytes.count), to: &buffer)
         buffer.writeBytes(bytes)
+    }
+}
+
+/// Stores bytes at a raw pointer the caller made room for.
+struct RawWriter {
+    let base: UnsafeMutableRawPointer
+    private(set) var written = 0
+
+    init(_ base: UnsafeMutableRawPointer) { self.base = base }
+
+    mutating func byte(_ value: UInt8) {
+        base.storeBytes(of: value, toByteOffset: written, as: UInt8.self)
+        written += 1
+    }
+
+    mutating func varint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            byte(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        byte(UInt8(v))
+    }
+
+    mutating func bytes(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { source in
+            if let address = source.baseAddress { (base + written).copyMemory(from: address, byteCount: source.count) }
+        }
+        written += bytes.count
+    }
+
+    mutating func bytesField(_ tag: UInt8, _ value: [UInt8]) {
+        byte(tag)
+        varint(UInt64(value.count))
+        bytes(value)
+    }
+
+    mutating func utf8(_ text: String) {
+        var text = text
+        text.withUTF8 { source in
+            if let address = source.baseAddress { (base + written).copyMemory(from: address, byteCount: source.count) }
+            written += source.count
+        }
     }
 }
 
