@@ -78,7 +78,7 @@ func withBenchTopic(
 /// Sends `count` records of `size` bytes through one producer per connection; returns seconds.
 func produceRecords(
     configuration: FjordClientConfiguration, topic: String, count: Int, size: Int, producers: Int,
-    producerConfiguration: ProducerConfiguration, latency: SharedHistogram?, sampleEvery: Int = 64
+    producerConfiguration: ProducerConfiguration, latency: SharedHistogram?, sampleEvery: Int = 256
 ) async throws -> (seconds: Double, failures: Int) {
     let failures = AtomicCounter()
     let started = nowNanoseconds()
@@ -127,7 +127,7 @@ struct BenchProduceCommand: AsyncParsableCommand {
             Sends --records records of --record-size bytes with --producers producers (one
             connection each), then checks the partitions' end offsets add up to what was sent.
             MB/s counts payload bytes (MB = 10^6 B). Latency is from handing a record to the
-            producer to its acknowledgement, sampled every 64th record, from an HdrHistogram.
+            producer to its acknowledgement, sampled every 256th record, from an HdrHistogram.
 
             Examples:
               fjord bench produce --records 5000000 --record-size 100 --acks leader

@@ -92,20 +92,6 @@ public final class FjordProducer: Sendable {
         onDelivery: (@Sendable (Int, Result<RecordMetadata, FjordClientError>) -> Void)? = nil
     ) async throws {
         var partitionCounts: [String: Int] = [:]
-        for record in records where partitionCounts[record.topic] == nil {
-            let count = try await client.metadata(topic: record.topic).partitionCount
-            guard count > 0 else {
-                throw FjordClientError(code: .unknownTopicOrPartition, message: "topic \(record.topic) has no partitions")
-            }
-            partitionCounts[record.topic] = count
-        }
-        for record in records {
-            if let partition = record.partition, let count = partitionCounts[record.topic], !(0..<count).contains(partition) {
-                throw FjordClientError(
-                    code: .unknownTopicOrPartition,
-                    message: "topic \(record.topic) has partitions 0 to \(count - 1); there is no partition \(partition)")
-            }
-        }
         let now = Self.now()
         var next = records.startIndex
         var index = 0
@@ -116,6 +102,18 @@ public final class FjordProducer: Sendable {
             switch outcome {
             case .buffered(let signal):
                 if signal { wakeup.signal() }
+            case .needMetadata(let topic, let signal):
+                if signal { wakeup.signal() }
+                let count = try await client.metadata(topic: topic).partitionCount
+                guard count > 0 else {
+                    throw FjordClientError(code: .unknownTopicOrPartition, message: "topic \(topic) has no partitions")
+                }
+                partitionCounts[topic] = count
+            case .noSuchPartition(let topic, let partition, let count, let signal):
+                if signal { wakeup.signal() }
+                throw FjordClientError(
+                    code: .unknownTopicOrPartition,
+                    message: "topic \(topic) has partitions 0 to \(count - 1); there is no partition \(partition) (records before it were enqueued)")
             case .closed:
                 throw FjordClientError(code: .invalidRequest, message: "the producer is closed", isRetriable: false)
             case .full(let signal):
@@ -153,13 +151,17 @@ public final class FjordProducer: Sendable {
                 return .full(signal: signal)
             }
             if record.topic != lastTopic {
+                guard let known = partitionCounts[record.topic] else { return .needMetadata(record.topic, signal: signal) }
                 lastTopic = record.topic
-                count = partitionCounts[record.topic]!
+                count = known
                 sticky = nil
                 lastKey = nil
             }
             let partition: Int
             if let explicit = record.partition {
+                guard explicit >= 0 && explicit < count else {
+                    return .noSuchPartition(record.topic, explicit, count, signal: signal)
+                }
                 partition = explicit
             } else if let key = record.key {
                 partition = Partitioner.partition(forKey: key, partitionCount: count)
@@ -217,7 +219,13 @@ public final class FjordProducer: Sendable {
         await sender.withLock { $0 }?.value
     }
 
-    enum EnqueueOutcome { case buffered(signal: Bool), closed, full(signal: Bool) }
+    enum EnqueueOutcome {
+        case buffered(signal: Bool)
+        case closed
+        case full(signal: Bool)
+        case needMetadata(String, signal: Bool)
+        case noSuchPartition(String, Int, Int, signal: Bool)
+    }
 
     /// Counters of what the producer did, for monitoring and tests.
     public struct Statistics: Sendable, Hashable {
