@@ -1,6 +1,8 @@
 import ArgumentParser
 import Dispatch
 import FjordClient
+import FjordProto
+import FjordProtocol
 import FjordRecords
 import Foundation
 import Histogram
@@ -296,6 +298,8 @@ struct BenchRoundtripCommand: AsyncParsableCommand {
     @OptionGroup var workload: BenchWorkload
     @Option(help: "none, leader or durable.") var acks: AcksOption = .leader
     @Option(help: "Records sent before measuring.") var warmup = 1000
+    @Flag(help: "Drive one produce stream by hand instead of the producer (splits client from broker time).")
+    var raw = false
 
     func run() async throws {
         let clientConfiguration = try connection.clientConfiguration()
@@ -331,11 +335,27 @@ struct BenchRoundtripCommand: AsyncParsableCommand {
                 var value = [UInt8](repeating: 0x61, count: max(8, workload.recordSize))
                 let started = nowNanoseconds()
                 var measuredStart = started
+                // --raw: one produce stream driven by hand, without the producer (to split client
+                // time from broker and network time).
+                let rawStream = raw ? try await client.connection().openStream(.produce) : nil
                 for i in 0..<total {
                     if i == warmup { measuredStart = nowNanoseconds() }
                     let sent = nowNanoseconds()
                     withUnsafeBytes(of: sent.littleEndian) { value.replaceSubrange(0..<8, with: $0) }
-                    try await producer.send(ProducerRecord(topic: topic, value: value))
+                    if let rawStream {
+                        var builder = RecordBatchBuilder(capacity: 256)
+                        builder.append(key: nil, value: value, timestamp: Int64(sent / 1_000_000))
+                        var request = Fjord_V1_ProduceRequest()
+                        request.topic = topic
+                        request.leaderEpoch = -1
+                        request.acks = .leader
+                        request.requestID = UInt64(i)
+                        request.batch = Data(builder.finish().readableBytesView)
+                        try await rawStream.send(request)
+                        _ = try await rawStream.next()
+                    } else {
+                        try await producer.send(ProducerRecord(topic: topic, value: value))
+                    }
                     if i >= warmup { _ = ack.record(max(1, nowNanoseconds() - sent)) }
                 }
                 let seconds = Double(nowNanoseconds() - measuredStart) / 1e9
