@@ -32,6 +32,14 @@ public struct LogSlice: Sendable {
     /// Whether the slice holds no batches.
     public var isEmpty: Bool { range.isEmpty }
 
+    /// Tells the kernel this process no longer needs the slice's pages mapped, once its bytes
+    /// were copied out: the data stays in the page cache, but a reader catching up through a large
+    /// backlog does not grow the process's resident set by the size of the backlog. Any later
+    /// access (by this or another reader) maps the pages again. A no-op for an empty slice.
+    public func releaseMappedPages() {
+        file?.releasePages(range)
+    }
+
     /// Calls `body` with the bytes. Do not let the pointer escape `body`.
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         guard let file else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }

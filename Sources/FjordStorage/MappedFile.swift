@@ -79,6 +79,19 @@ final class MappedFile: @unchecked Sendable {
         withExtendedLifetime(sum) {}
     }
 
+    /// Drops this process's page-table entries for `range` (`madvise(MADV_DONTNEED)` on a shared
+    /// file mapping): the data stays in the page cache and a later access maps it again with a
+    /// minor fault, but pages already copied out stop counting in the broker's resident set.
+    /// The range is widened to whole pages.
+    func releasePages(_ range: Range<Int>) {
+        guard let base, !range.isEmpty else { return }
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = range.lowerBound & ~(pageSize - 1)
+        let end = min(capacity, (range.upperBound + pageSize - 1) & ~(pageSize - 1))
+        guard end > start else { return }
+        _ = madvise(base + start, end - start, MADV_DONTNEED)
+    }
+
     /// Current size of the file on disk.
     func size() throws(StorageError) -> Int {
         var info = stat()

@@ -54,6 +54,8 @@ enum PartitionReader {
             RecordResponseWriter.writeFetchPartition(header, recordsLength: length, to: &buffer) { buffer in
                 if let slice { _ = slice.withUnsafeBytes { buffer.writeBytes($0) } }
             }
+            // Copied out: keep a reader far behind from growing the broker's resident set.
+            slice?.releaseMappedPages()
             total += length
         }
         return (buffer, total, hasError)
@@ -77,6 +79,7 @@ enum PartitionReader {
         ) { buffer in
             _ = slice.withUnsafeBytes { buffer.writeBytes($0) }
         }
+        slice.releaseMappedPages()
         return (buffer, slice.nextOffset, slice.count)
     }
 }
