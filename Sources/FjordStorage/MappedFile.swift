@@ -87,10 +87,15 @@ final class MappedFile: @unchecked Sendable {
         guard let base, !range.isEmpty else { return }
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound & ~(pageSize - 1)
-        let end = min(capacity, (range.upperBound + pageSize - 1) & ~(pageSize - 1))
+        // The reader also peeked at the next batch's frame, and the kernel's fault-around mapped up to
+        // 64 KiB of neighbouring cached pages with it: release those too (the next read re-maps them).
+        let end = min(capacity, (range.upperBound + Self.faultAroundSlack + pageSize - 1) & ~(pageSize - 1))
         guard end > start else { return }
         _ = madvise(base + start, end - start, MADV_DONTNEED)
     }
+
+    /// How far past a read the kernel may have mapped pages (fault-around is 64 KiB by default).
+    static let faultAroundSlack = 64 << 10
 
     /// Current size of the file on disk.
     func size() throws(StorageError) -> Int {
