@@ -1,4 +1,5 @@
 import FjordRecords
+public import NIOCore
 
 /// A run of whole framed batches inside a segment's memory map, returned by a read.
 ///
@@ -31,6 +32,26 @@ public struct LogSlice: Sendable {
     public var count: Int { range.count }
     /// Whether the slice holds no batches.
     public var isEmpty: Bool { range.isEmpty }
+
+    /// Copies the slice's bytes to the end of `buffer` with `pread`, without touching the memory
+    /// map: the way to fill a network frame, since the bytes are copied there anyway (for TLS, or
+    /// into a socket buffer). Unlike copying from the map, it adds nothing to the process's resident
+    /// set however much of the log is read. Blocking file I/O: call it off any event loop.
+    public func copyBytes(into buffer: inout ByteBuffer) throws(StorageError) {
+        guard let file, !range.isEmpty else { return }
+        let count = range.count
+        var failure: StorageError?
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+            do throws(StorageError) {
+                try file.read(range, into: raw)
+                return count
+            } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure { throw failure }
+    }
 
     /// Tells the kernel this process no longer needs the slice's pages mapped, once its bytes
     /// were copied out: the data stays in the page cache, but a reader catching up through a large

@@ -120,6 +120,24 @@ final class MappedFile: @unchecked Sendable {
         }
     }
 
+    /// Reads `range` of the file into `destination` with `pread` (no mapping touched).
+    func read(_ range: Range<Int>, into destination: UnsafeMutableRawBufferPointer) throws(StorageError) {
+        precondition(destination.count >= range.count)
+        var done = 0
+        while done < range.count {
+            let n = pread(descriptor.rawValue, destination.baseAddress! + done, range.count - done, off_t(range.lowerBound + done))
+            if n < 0 {
+                let errno = Errno(rawValue: Glibc.errno)
+                if errno == .interrupted { continue }
+                throw StorageError.systemCall("pread", errno, path: path)
+            }
+            if n == 0 {
+                throw StorageError(code: .ioError, message: "the file ended at \(range.lowerBound + done) inside a published range", path: path)
+            }
+            done += n
+        }
+    }
+
     /// Writes an array of bytes at `offset`.
     func write(_ bytes: [UInt8], at offset: Int) throws(StorageError) {
         let result = bytes.withUnsafeBytes { raw in Result { () throws(StorageError) in try write(raw, at: offset) } }

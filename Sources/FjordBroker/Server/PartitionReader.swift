@@ -4,8 +4,9 @@ import FjordStorage
 import NIOCore
 import NIOPosix
 
-/// Reads stored batches into response buffers on the storage threads: the page faults of cold
-/// data and the one copy from the segment's map into the frame happen there, never on an event loop.
+/// Reads stored batches into response buffers on the storage threads: the one copy of the bytes
+/// into the frame (`pread` from the segment file, so the broker's resident set does not grow with
+/// how much is read) and any wait for cold data happen there, never on an event loop.
 enum PartitionReader {
     /// One partition to read for a fetch.
     struct Request: Sendable {
@@ -51,11 +52,22 @@ enum PartitionReader {
             }
             let length = slice?.count ?? 0
             buffer.reserveCapacity(minimumWritableBytes: length + RecordResponseWriter.fetchPartitionOverhead(topic: request.topic))
+            let mark = buffer.writerIndex
+            var readFailure: StorageError?
             RecordResponseWriter.writeFetchPartition(header, recordsLength: length, to: &buffer) { buffer in
-                if let slice { _ = slice.withUnsafeBytes { buffer.writeBytes($0) } }
+                // pread, not a copy from the map: a reader far behind must not grow the broker's RSS.
+                do throws(StorageError) { try slice?.copyBytes(into: &buffer) } catch {
+                    readFailure = error
+                    buffer.writeRepeatingByte(0, count: length)  // keeps the writer's length check; discarded below
+                }
             }
-            // Copied out: keep a reader far behind from growing the broker's resident set.
-            slice?.releaseMappedPages()
+            if let readFailure {
+                buffer.moveWriterIndex(to: mark)
+                hasError = true
+                header.error = BrokerError(readFailure, topic: request.topic, partition: Int(request.partitionIndex)).wireValue
+                RecordResponseWriter.writeFetchPartition(header, recordsLength: 0, to: &buffer) { _ in }
+                continue
+            }
             total += length
         }
         return (buffer, total, hasError)
@@ -74,12 +86,17 @@ enum PartitionReader {
         let slice = result.records
         guard !slice.isEmpty else { return (nil, offset, 0) }
         var buffer = allocator.buffer(capacity: slice.count + 32)
+        var readFailure: StorageError?
         RecordResponseWriter.writeSubscribeResponse(
             highWatermark: result.logEndOffset, logStartOffset: result.logStartOffset, recordsLength: slice.count, to: &buffer
         ) { buffer in
-            _ = slice.withUnsafeBytes { buffer.writeBytes($0) }
+            // pread, not a copy from the map: a subscriber far behind must not grow the broker's RSS.
+            do throws(StorageError) { try slice.copyBytes(into: &buffer) } catch {
+                readFailure = error
+                buffer.writeRepeatingByte(0, count: slice.count)  // keeps the writer's length check; discarded below
+            }
         }
-        slice.releaseMappedPages()
+        if let readFailure { throw BrokerError(readFailure, topic: partition.topic, partition: partition.index) }
         return (buffer, slice.nextOffset, slice.count)
     }
 }
