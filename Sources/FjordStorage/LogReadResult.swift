@@ -53,10 +53,11 @@ public struct LogSlice: Sendable {
         if let failure { throw failure }
     }
 
-    /// Tells the kernel this process no longer needs the slice's pages mapped, once its bytes
-    /// were copied out: the data stays in the page cache, but a reader catching up through a large
-    /// backlog does not grow the process's resident set by the size of the backlog. Any later
-    /// access (by this or another reader) maps the pages again. A no-op for an empty slice.
+    /// Tells the kernel this process no longer needs the slice's pages (and the folios around it)
+    /// mapped, once its bytes were copied out: the data stays in the page cache, but a reader
+    /// catching up through a large backlog does not grow the process's resident set by the size
+    /// of the backlog. Any later access (by this or another reader) maps the pages again with a
+    /// minor fault. A no-op for an empty slice.
     public func releaseMappedPages() {
         file?.releasePages(range)
     }

@@ -79,23 +79,24 @@ final class MappedFile: @unchecked Sendable {
         withExtendedLifetime(sum) {}
     }
 
-    /// Drops this process's page-table entries for `range` (`madvise(MADV_DONTNEED)` on a shared
-    /// file mapping): the data stays in the page cache and a later access maps it again with a
-    /// minor fault, but pages already copied out stop counting in the broker's resident set.
-    /// The range is widened to whole pages.
+    /// Drops this process's page-table entries around `range` (`madvise(MADV_DONTNEED)` on a
+    /// shared file mapping): the data stays in the page cache and a later access maps it again with
+    /// a minor fault, but pages a reader touched stop counting in the broker's resident set.
+    ///
+    /// The range is widened to ``releaseAlignment`` on both sides: a fault on a file mapping maps
+    /// the whole page-cache folio around the address (up to 2 MiB with large folios) plus the
+    /// kernel's fault-around pages, so peeking at one batch header can map far more than the header.
     func releasePages(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }
-        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = range.lowerBound & ~(pageSize - 1)
-        // The reader also peeked at the next batch's frame, and the kernel's fault-around mapped up to
-        // 64 KiB of neighbouring cached pages with it: release those too (the next read re-maps them).
-        let end = min(capacity, (range.upperBound + Self.faultAroundSlack + pageSize - 1) & ~(pageSize - 1))
+        let alignment = Self.releaseAlignment
+        let start = range.lowerBound & ~(alignment - 1)
+        let end = min(capacity, (range.upperBound + alignment + alignment - 1) & ~(alignment - 1))
         guard end > start else { return }
         _ = madvise(base + start, end - start, MADV_DONTNEED)
     }
 
-    /// How far past a read the kernel may have mapped pages (fault-around is 64 KiB by default).
-    static let faultAroundSlack = 64 << 10
+    /// The largest page-cache folio a fault may map (a PMD: 2 MiB on x86-64 and arm64 with 4 KiB pages).
+    static let releaseAlignment = 2 << 20
 
     /// Current size of the file on disk.
     func size() throws(StorageError) -> Int {

@@ -61,6 +61,8 @@ enum PartitionReader {
                     buffer.writeRepeatingByte(0, count: length)  // keeps the writer's length check; discarded below
                 }
             }
+            // Locating the batches peeked at their headers through the map: unmap what that touched.
+            slice?.releaseMappedPages()
             if let readFailure {
                 buffer.moveWriterIndex(to: mark)
                 hasError = true
@@ -96,6 +98,8 @@ enum PartitionReader {
                 buffer.writeRepeatingByte(0, count: slice.count)  // keeps the writer's length check; discarded below
             }
         }
+        // Locating the batches peeked at their headers through the map: unmap what that touched.
+        slice.releaseMappedPages()
         if let readFailure { throw BrokerError(readFailure, topic: partition.topic, partition: partition.index) }
         return (buffer, slice.nextOffset, slice.count)
     }
