@@ -93,7 +93,8 @@ public final class Broker: Sendable {
         let topics = TopicManager(
             store: store, registry: registry, logsDirectory: dataDirectory.appending("logs"), threadPool: storagePool,
             defaults: logDefaults, limits: .init(maxPartitionsPerTopic: configuration.maxPartitionsPerTopic),
-            nodeID: configuration.nodeID, logger: logger)
+            nodeID: configuration.nodeID, logger: logger,
+            onFlush: { [metrics = self.metrics] nanoseconds in metrics.flushCompleted(durationNanoseconds: nanoseconds) })
         try await topics.loadAll()
         for partition in registry.allPartitions() {
             metrics.setLogEndOffset(topic: partition.topic, partition: partition.index, offset: partition.log.logEndOffset)

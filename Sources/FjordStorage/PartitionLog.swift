@@ -37,6 +37,8 @@ public final class PartitionLog: Sendable {
     let state: Mutex<State>
     /// Idempotent producers' state; only the serial writer (and open) change it.
     let producerState: Mutex<ProducerStateTable>
+    /// Told the duration of every successful flush (fsync), for metrics.
+    let flushObserver = Mutex<(@Sendable (_ nanoseconds: Int64) -> Void)?>(nil)
     /// Serializes writes of the recovery-point file (the flusher and the writer both write it).
     let checkpointLock = Mutex(())
 
@@ -104,6 +106,18 @@ public final class PartitionLog: Sendable {
         self.clock = clock
         self.state = Mutex(
             State(segments: segments, logStartOffset: segments[0].baseOffset, recoveryPoint: recoveryPoint))
+    }
+
+    /// Calls `observer` with the duration of every successful flush (the fsyncs of durable appends,
+    /// flush policies and ``flush()``), on the storage thread that ran it; for metrics.
+    public func observeFlushes(_ observer: @escaping @Sendable (_ nanoseconds: Int64) -> Void) {
+        flushObserver.withLock { $0 = observer }
+    }
+
+    static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
     /// Milliseconds since the Unix epoch from the system's real-time clock.
@@ -507,6 +521,7 @@ public final class PartitionLog: Sendable {
                 return (taken, state.active.segment, state.logEndOffset)
             }
             guard let (taken, active, flushedTo) = work else { return }
+            let started = Self.monotonicNanoseconds()
             let outcome: Result<Void, StorageError> = Result { () throws(StorageError) in
                 for segment in taken.rolledSegments { try segment.log.sync() }
                 try active.log.sync()
@@ -521,6 +536,7 @@ public final class PartitionLog: Sendable {
                 }
             } else {
                 state.withLock { $0.recoveryPoint = max($0.recoveryPoint, flushedTo) }
+                if let observer = flushObserver.withLock({ $0 }) { observer(Self.monotonicNanoseconds() - started) }
             }
             for waiter in taken.waiters {
                 waiter.completion(outcome.map { waiter.result })

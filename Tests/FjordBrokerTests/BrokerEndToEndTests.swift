@@ -40,6 +40,20 @@ struct BrokerEndToEndTests {
         }
     }
 
+    @Test func durableProducesFeedTheFlushLatencyHistogram() async throws {
+        try await withBroker { broker in
+            let connection = try await broker.connect()
+            try await createTopic(connection, "durable")
+            let acks = try await produce(
+                connection, topic: "durable", partition: 0, batches: [makeBatch(["a"]), makeBatch(["b"])], acks: .durable)
+            #expect(acks.allSatisfy { !$0.hasError })
+            let line = broker.broker.metrics.render().split(separator: "\n")
+                .first { $0.hasPrefix("fjord_storage_flush_duration_seconds_count") }
+            let count = line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+            #expect(count >= 1, "\(line ?? "no flush histogram")")
+        }
+    }
+
     @Test func longPollFetchWakesOnAppend() async throws {
         try await withBroker { broker in
             let connection = try await broker.connect()

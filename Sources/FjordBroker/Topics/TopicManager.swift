@@ -22,11 +22,15 @@ actor TopicManager {
     let nodeID: Int32
     let logger: Logger
     private var topics: [String: TopicRecord] = [:]
+    /// Given to every partition log it opens (flush latency metrics).
+    private let onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)?
 
     init(
         store: any MetadataStore, registry: PartitionRegistry, logsDirectory: FilePath, threadPool: NIOThreadPool,
-        defaults: LogConfiguration, limits: Limits, nodeID: Int32, logger: Logger
+        defaults: LogConfiguration, limits: Limits, nodeID: Int32, logger: Logger,
+        onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)? = nil
     ) {
+        self.onFlush = onFlush
         self.store = store
         self.registry = registry
         self.logsDirectory = logsDirectory
@@ -165,6 +169,7 @@ actor TopicManager {
             let log = try await PartitionLog.open(
                 directory: directory(topic: record.name, index: index), configuration: configuration,
                 threadPool: threadPool, logger: partitionLogger)
+            if let onFlush { log.observeFlushes(onFlush) }
             let partition = Partition(
                 topic: record.name, topicID: record.topicID, index: index,
                 leaderEpoch: record.partitions[index].leaderEpoch, log: log)

@@ -11,7 +11,7 @@
 /// Producing, fetching and subscribing to records, and offset lookups.
 ///
 /// Record batches use the format of records.proto. Fetched and pushed batches are the bytes the
-/// broker stored, carried in a RecordBatchSet: the broker copies them from its log into the frame
+/// broker stored, carried in a RecordBatchSet: the broker reads them from its log into the frame
 /// without decoding them.
 
 #if canImport(FoundationEssentials)
