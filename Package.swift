@@ -223,7 +223,7 @@ let package = Package(
         .testTarget(
             name: "FjordCLITests",
             dependencies: [
-                "FjordRecords", "FjordStorage",
+                "FjordRecords", "FjordStorage", "FjordClient", "FjordTLS", "FjordProto",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings

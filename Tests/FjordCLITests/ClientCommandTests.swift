@@ -108,6 +108,8 @@ import Testing
 struct ServeProcess {
     var address: String
     var caPath: String
+    var pid: Int32
+    var port: Int
     var flags: [String] { ["--broker", address, "--ca", caPath] }
 }
 
@@ -141,6 +143,9 @@ func withServeProcess(extra: [String] = [], _ body: (ServeProcess) async throws 
             }
         }
         let listening = try #require(port, "fjord serve did not report its port")
-        try await body(ServeProcess(address: "127.0.0.1:\(listening)", caPath: directory.path + "/data/certs/ca.pem"))
+        try await body(
+            ServeProcess(
+                address: "127.0.0.1:\(listening)", caPath: directory.path + "/data/certs/ca.pem",
+                pid: process.processIdentifier, port: listening))
     }
 }
