@@ -51,8 +51,42 @@ final class SharedHistogram: Sendable {
 /// A counter callbacks on any thread may bump.
 final class AtomicCounter: Sendable {
     private let count = Atomic<Int>(0)
-    func add() { count.add(1, ordering: .relaxed) }
+    func add(_ n: Int = 1) { count.add(n, ordering: .relaxed) }
     var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// Shows a long benchmark's progress on standard error, when that is a terminal and the output
+/// is not JSON: records so far and the current rate, redrawn twice a second.
+struct ProgressLine {
+    let task: Task<Void, Never>?
+
+    init(label: String, total: Int, counter: AtomicCounter, enabled: Bool) {
+        guard enabled, isatty(STDERR_FILENO) != 0 else {
+            task = nil
+            return
+        }
+        task = Task {
+            var last = 0
+            var lastTime = nowNanoseconds()
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(500))
+                let now = nowNanoseconds()
+                let done = counter.value
+                let rate = Double(done - last) / (Double(now - lastTime) / 1e9)
+                let percent = total > 0 ? 100 * Double(done) / Double(total) : 0
+                FileHandle.standardError.write(
+                    Data(String(format: "\r%@: %d / %d records (%.0f%%), %.0f records/s   ", label, done, total, percent, rate).utf8))
+                last = done
+                lastTime = now
+            }
+        }
+    }
+
+    func finish() {
+        guard let task else { return }
+        task.cancel()
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
 }
 
 func nowNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -80,7 +114,8 @@ func withBenchTopic(
 /// Sends `count` records of `size` bytes through one producer per connection; returns seconds.
 func produceRecords(
     configuration: FjordClientConfiguration, topic: String, count: Int, size: Int, producers: Int,
-    producerConfiguration: ProducerConfiguration, latency: SharedHistogram?, sampleEvery: Int = 256
+    producerConfiguration: ProducerConfiguration, latency: SharedHistogram?, sampleEvery: Int = 256,
+    progress: AtomicCounter? = nil
 ) async throws -> (seconds: Double, failures: Int) {
     let failures = AtomicCounter()
     let started = nowNanoseconds()
@@ -110,6 +145,7 @@ func produceRecords(
                         case .failure: failures.add()
                         }
                     }
+                    progress?.add(chunk.count)
                 }
                 try await producer.close()
                 await client.close()
@@ -161,9 +197,12 @@ struct BenchProduceCommand: AsyncParsableCommand {
                 let partitions = try await admin.refreshMetadata(topic: topic).partitionCount
                 let before = try await endOffsets(admin, topic: topic, partitions: partitions)
                 let latency = SharedHistogram()
+                let sent = AtomicCounter()
+                let progress = ProgressLine(label: "produce", total: workload.records, counter: sent, enabled: !workload.json)
                 let run = try await produceRecords(
                     configuration: clientConfiguration, topic: topic, count: workload.records, size: workload.recordSize,
-                    producers: producers, producerConfiguration: producerConfiguration, latency: latency)
+                    producers: producers, producerConfiguration: producerConfiguration, latency: latency, progress: sent)
+                progress.finish()
                 let after = try await endOffsets(admin, topic: topic, partitions: partitions)
                 let appended = zip(after, before).reduce(0) { $0 + Int($1.0 - $1.1) }
                 let verified = appended == workload.records && run.failures == 0
@@ -235,6 +274,9 @@ struct BenchConsumeCommand: AsyncParsableCommand {
                 var badValues = 0
                 var remaining = Set((0..<partitions).filter { ends[$0] > starts[$0] })
                 let checkSize = workload.topic == nil ? workload.recordSize : nil
+                let consumed = AtomicCounter()
+                let progress = ProgressLine(label: "consume", total: expected, counter: consumed, enabled: !workload.json)
+                defer { progress.finish() }
                 if !remaining.isEmpty {
                     for try await batch in consumer.batches {
                         let first = batch.firstOffset
@@ -250,6 +292,7 @@ struct BenchConsumeCommand: AsyncParsableCommand {
                                 if let checkSize, size != checkSize { badValues += 1 }
                             }
                         }
+                        consumed.add(Int(batch.header.recordCount))
                         if batch.nextOffset >= end {
                             remaining.remove(batch.topicPartition.partition)
                             if remaining.isEmpty { break }
