@@ -123,15 +123,20 @@ public final class FjordConsumer: Sendable {
 
     /// Batches as an async sequence. Only one iteration may run at a time.
     public struct Batches: AsyncSequence, Sendable {
+        /// One stored batch.
         public typealias Element = ConsumerBatch
         let consumer: FjordConsumer
 
+        /// Starts iterating.
         public func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer, base: consumer.events.makeAsyncIterator()) }
 
+        /// Hands out batches as subscriptions push them.
         public struct Iterator: AsyncIteratorProtocol {
             let consumer: FjordConsumer
             var base: AsyncStream<Event>.Iterator
 
+            /// The next batch; `nil` once the consumer is closed. Throws a non-retriable failure of
+            /// a subscription (for example `OFFSET_OUT_OF_RANGE` with reset policy `.none`).
             public mutating func next() async throws -> ConsumerBatch? {
                 while let event = await base.next() {
                     switch event {
@@ -148,16 +153,20 @@ public final class FjordConsumer: Sendable {
 
     /// Records as an async sequence. Only one iteration may run at a time.
     public struct Records: AsyncSequence, Sendable {
+        /// One decoded record.
         public typealias Element = ConsumerRecord
         let batches: Batches
 
+        /// Starts iterating.
         public func makeAsyncIterator() -> Iterator { Iterator(batches: batches.makeAsyncIterator()) }
 
+        /// Decodes batches into records.
         public struct Iterator: AsyncIteratorProtocol {
             var batches: Batches.Iterator
             var pending: [ConsumerRecord] = []
             var index = 0
 
+            /// The next record; `nil` once the consumer is closed.
             public mutating func next() async throws -> ConsumerRecord? {
                 while index == pending.count {
                     guard let batch = try await batches.next() else { return nil }
