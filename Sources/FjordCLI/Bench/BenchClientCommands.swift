@@ -70,6 +70,7 @@ struct ProgressLine {
             var lastTime = nowNanoseconds()
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(500))
+                if Task.isCancelled { break }
                 let now = nowNanoseconds()
                 let done = counter.value
                 let rate = Double(done - last) / (Double(now - lastTime) / 1e9)
