@@ -88,8 +88,24 @@ public struct RecordBatchBuilder: Sendable {
     /// Broker-stamped fields are written as producers send them (base offset 0, epoch 0, append
     /// time -1). Building an empty batch is a programming error.
     public func build() -> ByteBuffer {
-        precondition(count > 0, "a record batch needs at least one record")
         var batch = buffer
+        writeHeader(into: &batch)
+        return batch
+    }
+
+    /// Finishes the batch like ``build()`` but in the builder's own buffer, so the bytes are not
+    /// copied. Use the builder no more afterwards.
+    public mutating func finish() -> ByteBuffer {
+        var batch = buffer
+        buffer = ByteBuffer()  // the batch's storage is now uniquely referenced: no copy on write
+        writeHeader(into: &batch)
+        count = 0
+        return batch
+    }
+
+    /// Writes the fixed header and the CRC32C over the records already in `batch`.
+    private func writeHeader(into batch: inout ByteBuffer) {
+        precondition(count > 0, "a record batch needs at least one record")
         let header = RecordBatchHeader(
             recordCount: count, firstTimestamp: firstTimestamp, maxTimestamp: maxTimestamp, producerID: producerID,
             producerEpoch: producerEpoch, baseSequence: baseSequence)
@@ -98,25 +114,6 @@ public struct RecordBatchBuilder: Sendable {
             let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.crcCoveredFrom...]))
             bytes.storeBytes(of: crc.littleEndian, toByteOffset: RecordBatchLayout.crc32c, as: UInt32.self)
         }
-        return batch
-    }
-
-    /// Finishes the batch like ``build()`` but in the builder's own buffer, so the bytes are not
-    /// copied. Use the builder no more afterwards.
-    public mutating func finish() -> ByteBuffer {
-        precondition(count > 0, "a record batch needs at least one record")
-        let header = RecordBatchHeader(
-            recordCount: count, firstTimestamp: firstTimestamp, maxTimestamp: maxTimestamp, producerID: producerID,
-            producerEpoch: producerEpoch, baseSequence: baseSequence)
-        buffer.withUnsafeMutableReadableBytes { bytes in
-            header.write(to: bytes.baseAddress!)
-            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[RecordBatchLayout.crcCoveredFrom...]))
-            bytes.storeBytes(of: crc.littleEndian, toByteOffset: RecordBatchLayout.crc32c, as: UInt32.self)
-        }
-        let result = buffer
-        buffer = ByteBuffer()
-        count = 0
-        return result
     }
 
     /// Rewrites the idempotence fields of a finished batch and its CRC32C (for example after a

@@ -51,6 +51,32 @@ import Testing
         }
     }
 
+    @Test func benchProduceConsumeAndRoundtripPrintVerifiedJSON() async throws {
+        try await withServeProcess { broker in
+            for command in [
+                ["bench", "produce", "--records", "20000", "--record-size", "100", "--json"],
+                ["bench", "produce", "--records", "5000", "--record-size", "100", "--acks", "durable", "--partitions", "3", "--json"],
+                ["bench", "consume", "--records", "20000", "--record-size", "100", "--json"],
+                ["bench", "roundtrip", "--records", "200", "--warmup", "20", "--json"],
+            ] {
+                let result = try runFjord(command + broker.flags)
+                #expect(result.status == 0, "\(command): \(result.error)")
+                let object = try #require(
+                    try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any], "\(command)")
+                #expect(object["verified"] as? Bool == true, "\(command)")
+                #expect((object["records_per_sec"] as? Double ?? 0) > 0)
+                #expect(object["mb_per_sec"] != nil)
+                if command[1] != "consume" {
+                    #expect((object["p50_us"] as? Double ?? 0) > 0)
+                    #expect(object["p99_us"] != nil && object["p999_us"] != nil)
+                }
+            }
+            // The fresh topics are removed afterwards.
+            let list = try runFjord(["topics", "list"] + broker.flags)
+            #expect(list.output.isEmpty, "\(list.output)")
+        }
+    }
+
     @Test func errorsExitNonZeroAndSayWhatToDo() async throws {
         try await withServeProcess { broker in
             let unknown = try runFjord(["produce", "missing"] + broker.flags, input: "x\n")

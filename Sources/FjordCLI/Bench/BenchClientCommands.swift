@@ -192,8 +192,7 @@ struct BenchProduceCommand: AsyncParsableCommand {
         producerConfiguration.linger = .milliseconds(lingerMs)
         producerConfiguration.maxInFlightPerPartition = inFlight
         producerConfiguration.idempotent = !noIdempotence
-        let admin = FjordClient(configuration: clientConfiguration)
-        do {
+        try await withClient(connection) { admin in
             try await withBenchTopic(admin, workload) { topic in
                 let partitions = try await admin.refreshMetadata(topic: topic).partitionCount
                 let before = try await endOffsets(admin, topic: topic, partitions: partitions)
@@ -215,14 +214,7 @@ struct BenchProduceCommand: AsyncParsableCommand {
                 report.print(json: workload.json)
                 if !verified { throw ExitCode(1) }
             }
-        } catch let error as ExitCode {
-            await admin.close()
-            throw error
-        } catch {
-            await admin.close()
-            throw fail(error)
         }
-        await admin.close()
     }
 }
 
@@ -250,8 +242,7 @@ struct BenchConsumeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let clientConfiguration = try connection.clientConfiguration()
-        let client = FjordClient(configuration: clientConfiguration)
-        do {
+        try await withClient(connection) { client in
             try await withBenchTopic(client, workload) { topic in
                 let partitions = try await client.refreshMetadata(topic: topic).partitionCount
                 if workload.topic == nil {
@@ -310,14 +301,7 @@ struct BenchConsumeCommand: AsyncParsableCommand {
                 report.print(json: workload.json)
                 if !verified { throw ExitCode(1) }
             }
-        } catch let error as ExitCode {
-            await client.close()
-            throw error
-        } catch {
-            await client.close()
-            throw fail(error)
         }
-        await client.close()
     }
 }
 
@@ -346,90 +330,84 @@ struct BenchRoundtripCommand: AsyncParsableCommand {
     var raw = false
 
     func run() async throws {
-        let clientConfiguration = try connection.clientConfiguration()
-        let client = FjordClient(configuration: clientConfiguration)
-        let consumerClient = FjordClient(configuration: clientConfiguration)
-        do {
-            try await withBenchTopic(client, workload) { topic in
-                var producerConfiguration = ProducerConfiguration()
-                producerConfiguration.acks = acks.value
-                producerConfiguration.linger = .zero
-                let producer = client.makeProducer(configuration: producerConfiguration)
-                let consumer = consumerClient.makeConsumer()
-                try await consumer.assign(topic: topic, from: .latest)
-                let endToEnd = SharedHistogram()
-                let total = warmup + workload.records
-                let receiver = Task {
-                    var received = 0
-                    for try await batch in consumer.batches {
-                        let now = nowNanoseconds()
-                        try batch.bytes.withUnsafeReadableBytes { raw in
-                            try RecordBatchView(raw).forEachRecord { fields in
-                                received += 1
-                                guard received > warmup, let value = fields.value, value.count >= 8 else { return }
-                                let sent = raw.loadUnaligned(fromByteOffset: value.lowerBound, as: UInt64.self)
-                                endToEnd.record(now - UInt64(littleEndian: sent))
-                            }
-                        }
-                        if received >= total { break }
-                    }
-                    return received
-                }
-                var ack = Histogram<UInt64>(highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
-                var value = [UInt8](repeating: 0x61, count: max(8, workload.recordSize))
-                let started = nowNanoseconds()
-                var measuredStart = started
-                // --raw: one produce stream driven by hand, without the producer (to split client
-                // time from broker and network time).
-                let rawStream = raw ? try await client.connection().openStream(.produce) : nil
-                for i in 0..<total {
-                    if i == warmup { measuredStart = nowNanoseconds() }
-                    let sent = nowNanoseconds()
-                    withUnsafeBytes(of: sent.littleEndian) { value.replaceSubrange(0..<8, with: $0) }
-                    if let rawStream {
-                        var builder = RecordBatchBuilder(capacity: 256)
-                        builder.append(key: nil, value: value, timestamp: Int64(sent / 1_000_000))
-                        var request = Fjord_V1_ProduceRequest()
-                        request.topic = topic
-                        request.leaderEpoch = -1
-                        request.acks = .leader
-                        request.requestID = UInt64(i)
-                        request.batch = Data(builder.finish().readableBytesView)
-                        try await rawStream.send(request)
-                        _ = try await rawStream.next()
-                    } else {
-                        try await producer.send(ProducerRecord(topic: topic, value: value))
-                    }
-                    if i >= warmup { _ = ack.record(max(1, nowNanoseconds() - sent)) }
-                }
-                let seconds = Double(nowNanoseconds() - measuredStart) / 1e9
-                try await producer.close()
-                let timeout = Task {
-                    try await Task.sleep(for: .seconds(10))
-                    await consumer.close()
-                }
-                let received = try await receiver.value
-                timeout.cancel()
-                await consumer.close()
-                let verified = received == total
-                let report = ThroughputReport(
-                    kind: "roundtrip", records: workload.records, recordSize: workload.recordSize, seconds: seconds,
-                    latency: LatencySummary(ack), verified: verified, endToEnd: LatencySummary(endToEnd.snapshot),
-                    details: "acks=\(acks.rawValue), one record in flight; consumer received \(received) of \(total)")
-                report.print(json: workload.json)
-                if !verified { throw ExitCode(1) }
+        // Two connections: the consumer's pushes do not queue behind the producer's requests.
+        try await withClient(connection) { client in
+            try await withClient(connection) { consumerClient in
+                try await roundtrip(client: client, consumerClient: consumerClient)
             }
-        } catch let error as ExitCode {
-            await client.close()
-            await consumerClient.close()
-            throw error
-        } catch {
-            await client.close()
-            await consumerClient.close()
-            throw fail(error)
         }
-        await client.close()
-        await consumerClient.close()
+    }
+
+    private func roundtrip(client: FjordClient, consumerClient: FjordClient) async throws {
+        try await withBenchTopic(client, workload) { topic in
+            var producerConfiguration = ProducerConfiguration()
+            producerConfiguration.acks = acks.value
+            producerConfiguration.linger = .zero
+            let producer = client.makeProducer(configuration: producerConfiguration)
+            let consumer = consumerClient.makeConsumer()
+            try await consumer.assign(topic: topic, from: .latest)
+            let endToEnd = SharedHistogram()
+            let total = warmup + workload.records
+            let receiver = Task {
+                var received = 0
+                for try await batch in consumer.batches {
+                    let now = nowNanoseconds()
+                    try batch.bytes.withUnsafeReadableBytes { raw in
+                        try RecordBatchView(raw).forEachRecord { fields in
+                            received += 1
+                            guard received > warmup, let value = fields.value, value.count >= 8 else { return }
+                            let sent = raw.loadUnaligned(fromByteOffset: value.lowerBound, as: UInt64.self)
+                            endToEnd.record(now - UInt64(littleEndian: sent))
+                        }
+                    }
+                    if received >= total { break }
+                }
+                return received
+            }
+            var ack = Histogram<UInt64>(highestTrackableValue: 100_000_000_000, numberOfSignificantValueDigits: .three)
+            var value = [UInt8](repeating: 0x61, count: max(8, workload.recordSize))
+            let started = nowNanoseconds()
+            var measuredStart = started
+            // --raw: one produce stream driven by hand, without the producer (to split client
+            // time from broker and network time).
+            let rawStream = raw ? try await client.connection().openStream(.produce) : nil
+            for i in 0..<total {
+                if i == warmup { measuredStart = nowNanoseconds() }
+                let sent = nowNanoseconds()
+                withUnsafeBytes(of: sent.littleEndian) { value.replaceSubrange(0..<8, with: $0) }
+                if let rawStream {
+                    var builder = RecordBatchBuilder(capacity: 256)
+                    builder.append(key: nil, value: value, timestamp: Int64(sent / 1_000_000))
+                    var request = Fjord_V1_ProduceRequest()
+                    request.topic = topic
+                    request.leaderEpoch = -1
+                    request.acks = .leader
+                    request.requestID = UInt64(i)
+                    request.batch = Data(builder.finish().readableBytesView)
+                    try await rawStream.send(request)
+                    _ = try await rawStream.next()
+                } else {
+                    try await producer.send(ProducerRecord(topic: topic, value: value))
+                }
+                if i >= warmup { _ = ack.record(max(1, nowNanoseconds() - sent)) }
+            }
+            let seconds = Double(nowNanoseconds() - measuredStart) / 1e9
+            try await producer.close()
+            let timeout = Task {
+                try await Task.sleep(for: .seconds(10))
+                await consumer.close()
+            }
+            let received = try await receiver.value
+            timeout.cancel()
+            await consumer.close()
+            let verified = received == total
+            let report = ThroughputReport(
+                kind: "roundtrip", records: workload.records, recordSize: workload.recordSize, seconds: seconds,
+                latency: LatencySummary(ack), verified: verified, endToEnd: LatencySummary(endToEnd.snapshot),
+                details: "acks=\(acks.rawValue), one record in flight; consumer received \(received) of \(total)")
+            report.print(json: workload.json)
+            if !verified { throw ExitCode(1) }
+        }
     }
 }
 
