@@ -40,6 +40,28 @@ struct BrokerBadInputTests {
         try await connection.close()
     }
 
+    @Test func aUnaryResponseLargerThanTheClientAcceptsFailsThatCallOnly() async throws {
+        try await withBroker { broker in
+            let admin = try await broker.connect()
+            for i in 0..<20 { try await createTopic(admin, "a-rather-long-topic-name-number-\(i)") }
+            let small = try await FjordConnection.connect(
+                host: "127.0.0.1", port: broker.port, tls: ClientTLSConfiguration(trustRootsPath: broker.caPath),
+                maxFrameBytes: 256)
+            do {
+                let _: Fjord_V1_ListTopicsResponse = try await small.unary(.listTopics, Fjord_V1_ListTopicsRequest())
+                Issue.record("a 700-byte response reached a client that accepts 256")
+            } catch let error as FjordClientError {
+                #expect(error.code == .invalidRequest)
+                #expect(error.message.contains("256"))
+            }
+            // The connection is still usable for answers that fit.
+            var describe = Fjord_V1_DescribeTopicRequest()
+            describe.name = "a-rather-long-topic-name-number-0"
+            let described: Fjord_V1_DescribeTopicResponse = try await small.unary(.describeTopic, describe)
+            #expect(described.topic.partitions.count == 1)
+        }
+    }
+
     @Test func frameBeforeHandshakeClosesWithHandshakeRequired() async throws {
         try await withBroker { broker in
             let bystander = try await broker.connect()

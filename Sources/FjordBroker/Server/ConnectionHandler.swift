@@ -249,6 +249,13 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let handler = handler.value
             guard handler.state.isOpen(streamID) else { return }
             switch result {
+            case .success(let response) where response.readableBytes > handler.clientMaxFrameBytes:
+                // The client would reject the frame and drop the connection: fail this call instead.
+                let error = BrokerError(
+                    .invalidRequest,
+                    "the \(method.apiName) response is \(response.readableBytes) bytes, more than the \(handler.clientMaxFrameBytes) this connection accepts (HandshakeRequest.max_frame_bytes); ask for less or raise the limit")
+                handler.sendError(error, streamID: streamID, method: method.id)
+                handler.record(method.apiName, since: started, error: error)
             case .success(let response):
                 handler.send(response, streamID: streamID, method: method.id, flags: .endStream)
                 handler.record(method.apiName, since: started, error: nil)
