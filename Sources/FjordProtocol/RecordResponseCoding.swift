@@ -24,11 +24,13 @@ public enum RecordResponseWriter {
     }
 
     /// Appends one `FetchResponse.partitions` entry. `records` are framed batches
-    /// (`RecordBatchSet` bytes) written by `writeRecords`, which must write exactly `recordsLength` bytes.
-    public static func writeFetchPartition(
+    /// (`RecordBatchSet` bytes) written by `writeRecords`, which must write exactly `recordsLength`
+    /// bytes. If `writeRecords` throws, the error is rethrown and `buffer` holds a partial entry: the
+    /// caller discards it (for example by moving the writer index back).
+    public static func writeFetchPartition<Failure: Error>(
         _ header: PartitionHeader, recordsLength: Int, to buffer: inout ByteBuffer,
-        writeRecords: (inout ByteBuffer) -> Void
-    ) {
+        writeRecords: (inout ByteBuffer) throws(Failure) -> Void
+    ) throws(Failure) {
         let errorBytes: [UInt8]? = header.error.flatMap { try? $0.serializedBytes() }
         var inner = ProtobufSize.stringField(1, header.topic) + ProtobufSize.varintField(2, UInt64(header.partition))
         if let errorBytes { inner += ProtobufSize.lengthDelimitedField(3, length: errorBytes.count) }
@@ -47,7 +49,7 @@ public enum RecordResponseWriter {
         if recordsLength > 0 {
             buffer.writeProtobufLengthPrefix(6, length: recordsLength)
             let before = buffer.writerIndex
-            writeRecords(&buffer)
+            try writeRecords(&buffer)
             precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
         }
     }
@@ -55,15 +57,16 @@ public enum RecordResponseWriter {
     /// Bytes `writeFetchPartition` adds besides the records, at most (for sizing buffers).
     public static func fetchPartitionOverhead(topic: String) -> Int { topic.utf8.count + 128 }
 
-    /// Writes a whole `SubscribeResponse`.
-    public static func writeSubscribeResponse(
+    /// Writes a whole `SubscribeResponse`. If `writeRecords` throws, the error is rethrown and
+    /// `buffer` holds a partial message to discard.
+    public static func writeSubscribeResponse<Failure: Error>(
         highWatermark: Int64, logStartOffset: Int64, recordsLength: Int, to buffer: inout ByteBuffer,
-        writeRecords: (inout ByteBuffer) -> Void
-    ) {
+        writeRecords: (inout ByteBuffer) throws(Failure) -> Void
+    ) throws(Failure) {
         if recordsLength > 0 {
             buffer.writeProtobufLengthPrefix(1, length: recordsLength)
             let before = buffer.writerIndex
-            writeRecords(&buffer)
+            try writeRecords(&buffer)
             precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
         }
         buffer.writeProtobufInt64Field(2, highWatermark)

@@ -316,14 +316,16 @@ public final class PartitionLog: Sendable {
         var written = 0
         let scanner = SegmentScanner(configuration: configuration)
         let logStart = state.withLock { $0.logStartOffset }
-        let idempotent = chunk.contains { $0.header.producerID >= 0 }
-        var producers = idempotent ? producerState.withLock { $0 } : ProducerStateTable()
+        // Idempotent batches are judged and recorded in place, with an undo list for a failed write
+        // (only this serial writer touches the table, so nothing else sees the interim state).
+        var undo: [ProducerStateTable.Undo] = []
 
         // Stamp each batch's head into scratch and account for it as recovery would.
         for append in chunk {
             var header = append.header
+            let idempotent = header.producerID >= 0
             if idempotent {
-                switch producers.check(header) {
+                switch producerState.withLock({ $0.check(header) }) {
                 case .append:
                     break
                 case .duplicate(let original):
@@ -341,7 +343,7 @@ public final class PartitionLog: Sendable {
             header.baseOffset = updated.nextOffset
             header.partitionLeaderEpoch = append.leaderEpoch
             header.logAppendTime = now
-            if idempotent { producers.record(header) }
+            if idempotent, let change = producerState.withLock({ $0.record(header) }) { undo.append(change) }
             let length = append.batch.readableBytes
             let start = scratch.heads.count
             scratch.heads.append(contentsOf: repeatElement(0, count: head))
@@ -389,13 +391,13 @@ public final class PartitionLog: Sendable {
                 "append failed", metadata: ["log.directory": "\(directory)", "error": "\(error)", "batches": "\(chunk.count)"])
             // Drop whatever part of the write reached the file; the next append overwrites it anyway.
             try? segment.segment.log.truncate(to: segment.size)
+            if !undo.isEmpty { producerState.withLock { $0.undo(undo) } }
             for (append, outcome) in zip(chunk, outcomes) {
                 // A duplicate may point into this very write, so it fails with it; rejections stand.
                 if case .failure = outcome { append.completion(outcome) } else { append.completion(.failure(error)) }
             }
             return segment
         }
-        if idempotent { producerState.withLock { $0 = producers } }
 
         // Index entries are an optimisation: if writing them fails, lookups scan a little further.
         updated = writeIndexEntries(from: segment, to: updated, scratch: scratch)

@@ -107,10 +107,19 @@ public struct ProducerStateTable: Sendable, Hashable {
             "producer \(id) epoch \(entry.epoch) sent sequence \(first) but the next expected is \(expected)")
     }
 
-    /// Remembers an appended batch. Batches without a producer id are ignored.
-    public mutating func record(_ header: RecordBatchHeader) {
+    /// What ``record(_:)`` changed, so ``undo(_:)`` can put it back.
+    public struct Undo: Sendable {
+        let id: Int64
+        let previous: ProducerEntry?
+    }
+
+    /// Remembers an appended batch and returns how to forget it again. Batches without a producer
+    /// id are ignored (`nil`).
+    @discardableResult
+    public mutating func record(_ header: RecordBatchHeader) -> Undo? {
         let id = header.producerID
-        guard id >= 0 else { return }
+        guard id >= 0 else { return nil }
+        let undo = Undo(id: id, previous: producers[id])
         let batch = ProducerBatch(
             firstSequence: header.baseSequence, lastSequence: Self.lastSequence(of: header),
             baseOffset: header.baseOffset, lastOffset: header.lastOffset, logAppendTime: header.logAppendTime)
@@ -121,6 +130,12 @@ public struct ProducerStateTable: Sendable, Hashable {
         } else if producers[id].map({ header.producerEpoch > $0.epoch }) ?? true {
             producers[id] = ProducerEntry(epoch: header.producerEpoch, batches: [batch])
         }
+        return undo
+    }
+
+    /// Reverts ``record(_:)`` calls, given in the order they were made.
+    public mutating func undo(_ changes: [Undo]) {
+        for change in changes.reversed() { producers[change.id] = change.previous }
     }
 
     /// Forgets producers that have not appended since `cutoff` (ms), as Kafka's

@@ -143,6 +143,16 @@ struct ProducerConsumerTests {
             bump.producerEpoch = identity.producerEpoch
             let bumped: Fjord_V1_InitProducerIdResponse = try await connection.unary(.initProducerID, bump)
             #expect(bumped.producerID == identity.producerID && bumped.producerEpoch == 1)
+            // An id the broker never handed out cannot be claimed (and used to fence others).
+            var claim = Fjord_V1_InitProducerIdRequest()
+            claim.producerID = 1_000_000
+            claim.producerEpoch = 3
+            do {
+                let _: Fjord_V1_InitProducerIdResponse = try await connection.unary(.initProducerID, claim)
+                Issue.record("the broker bumped an id it never issued")
+            } catch let error as FjordClientError {
+                #expect(error.code == .unknownProducerID)
+            }
         }
     }
 

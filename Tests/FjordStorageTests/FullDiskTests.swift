@@ -70,6 +70,49 @@ import Testing
         try await reopened.close()
     }
 
+    @Test func anIdempotentBatchThatHitAFullDiskCanBeRetriedWithItsSequence() async throws {
+        let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-full-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        let mounted = run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mountPoint])
+        guard mounted.status == 0 else {
+            print("skipped: cannot mount a tmpfs here; the full-disk test needs root")
+            return
+        }
+        defer { _ = run("/bin/umount", [mountPoint]) }
+        let filler = mountPoint + "/filler"
+        try Data(count: 256 * 1024).write(to: URL(fileURLWithPath: filler))
+        var configuration = LogConfiguration()
+        configuration.segmentBytes = 128 * 1024
+        let log = try await PartitionLog.open(directory: FilePath(mountPoint).appending("log"), configuration: configuration)
+        func batch(_ sequence: Int32) -> ByteBuffer {
+            var builder = RecordBatchBuilder()
+            builder.producerID = 3
+            builder.producerEpoch = 0
+            builder.baseSequence = sequence
+            builder.append(Record(value: Array(repeating: 0x78, count: 4000), timestamp: 1))
+            return builder.build()
+        }
+        var sequence: Int32 = 0
+        var failure: StorageError?
+        while failure == nil, sequence < 1000 {
+            do {
+                try await log.append(batch(sequence))
+                sequence += 1
+            } catch {
+                failure = error
+            }
+        }
+        #expect(failure?.code == .diskFull)
+        let end = log.logEndOffset
+        // The failed batch was not remembered: once space is back, the same sequence is appended
+        // (not rejected as out of order, not answered as a duplicate).
+        try FileManager.default.removeItem(atPath: filler)
+        let retried = try await log.append(batch(sequence))
+        #expect(!retried.duplicate && retried.baseOffset == end)
+        try await log.close()
+    }
+
     @Test func aReadOnlyFileSystemGivesPermissionDeniedWithThePath() async throws {
         let mountPoint = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-ro-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)

@@ -58,6 +58,11 @@ struct AdminRequests: Sendable {
                 guard request.producerEpoch >= 0 else {
                     throw BrokerError(.invalidRequest, "producer \(request.producerID) named epoch \(request.producerEpoch); epochs are >= 0")
                 }
+                guard try await broker.producerIDs.mayHaveIssued(request.producerID) else {
+                    throw BrokerError(
+                        .unknownProducerID,
+                        "producer id \(request.producerID) was never handed out; ask for a new one with producer_id = -1")
+                }
                 if request.producerEpoch < Int32(Int16.max) {
                     response.producerID = request.producerID
                     response.producerEpoch = request.producerEpoch + 1

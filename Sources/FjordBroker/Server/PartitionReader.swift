@@ -53,23 +53,21 @@ enum PartitionReader {
             let length = slice?.count ?? 0
             buffer.reserveCapacity(minimumWritableBytes: length + RecordResponseWriter.fetchPartitionOverhead(topic: request.topic))
             let mark = buffer.writerIndex
-            var readFailure: StorageError?
-            RecordResponseWriter.writeFetchPartition(header, recordsLength: length, to: &buffer) { buffer in
+            do throws(StorageError) {
                 // pread, not a copy from the map: a reader far behind must not grow the broker's RSS.
-                do throws(StorageError) { try slice?.copyBytes(into: &buffer) } catch {
-                    readFailure = error
-                    buffer.writeRepeatingByte(0, count: length)  // keeps the writer's length check; discarded below
+                try RecordResponseWriter.writeFetchPartition(header, recordsLength: length, to: &buffer) {
+                    buffer throws(StorageError) in try slice?.copyBytes(into: &buffer)
                 }
+            } catch {
+                buffer.moveWriterIndex(to: mark)
+                hasError = true
+                header.error = BrokerError(error, topic: request.topic, partition: Int(request.partitionIndex)).wireValue
+                RecordResponseWriter.writeFetchPartition(header, recordsLength: 0, to: &buffer) { _ in }
+                slice?.releaseMappedPages()
+                continue
             }
             // Locating the batches peeked at their headers through the map: unmap what that touched.
             slice?.releaseMappedPages()
-            if let readFailure {
-                buffer.moveWriterIndex(to: mark)
-                hasError = true
-                header.error = BrokerError(readFailure, topic: request.topic, partition: Int(request.partitionIndex)).wireValue
-                RecordResponseWriter.writeFetchPartition(header, recordsLength: 0, to: &buffer) { _ in }
-                continue
-            }
             total += length
         }
         return (buffer, total, hasError)
@@ -88,19 +86,17 @@ enum PartitionReader {
         let slice = result.records
         guard !slice.isEmpty else { return (nil, offset, 0) }
         var buffer = allocator.buffer(capacity: slice.count + 32)
-        var readFailure: StorageError?
-        RecordResponseWriter.writeSubscribeResponse(
-            highWatermark: result.logEndOffset, logStartOffset: result.logStartOffset, recordsLength: slice.count, to: &buffer
-        ) { buffer in
-            // pread, not a copy from the map: a subscriber far behind must not grow the broker's RSS.
-            do throws(StorageError) { try slice.copyBytes(into: &buffer) } catch {
-                readFailure = error
-                buffer.writeRepeatingByte(0, count: slice.count)  // keeps the writer's length check; discarded below
-            }
-        }
         // Locating the batches peeked at their headers through the map: unmap what that touched.
-        slice.releaseMappedPages()
-        if let readFailure { throw BrokerError(readFailure, topic: partition.topic, partition: partition.index) }
+        defer { slice.releaseMappedPages() }
+        do throws(StorageError) {
+            // pread, not a copy from the map: a subscriber far behind must not grow the broker's RSS.
+            try RecordResponseWriter.writeSubscribeResponse(
+                highWatermark: result.logEndOffset, logStartOffset: result.logStartOffset, recordsLength: slice.count,
+                to: &buffer
+            ) { buffer throws(StorageError) in try slice.copyBytes(into: &buffer) }
+        } catch {
+            throw BrokerError(error, topic: partition.topic, partition: partition.index)
+        }
         return (buffer, slice.nextOffset, slice.count)
     }
 }
