@@ -78,6 +78,8 @@ private func loadCA(_ directory: String) throws -> CertificateAuthority {
     do {
         return try CertificateAuthority(certificatePath: directory + "/ca.pem", privateKeyPath: directory + "/ca-key.pem")
     } catch {
-        throw ValidationError("\(error)\nhint: create a CA first with `fjord certs ca --dir \(directory)`")
+        FileHandle.standardError.write(
+            Data("fjord: \(error)\nhint: create a CA first with `fjord certs ca --dir \(directory)`\n".utf8))
+        throw ExitCode(1)
     }
 }
