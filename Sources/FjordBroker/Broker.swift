@@ -1,3 +1,4 @@
+import FjordProto
 import FjordStorage
 public import FjordTLS
 import FjordWire
@@ -30,6 +31,8 @@ public final class Broker: Sendable {
     /// The metrics the broker records (exposed on `/metrics`).
     public let metrics: BrokerMetrics
     private let lifecycle = BrokerLifecycle()
+    /// Keeps bad clients from flooding the log.
+    let logLimiter = LogRateLimiter()
     private let state = Mutex(RunState())
 
     private struct RunState {
@@ -38,6 +41,8 @@ public final class Broker: Sendable {
         var context: BrokerContext?
         var listeners: [any Channel] = []
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Connections past `max.connections` waiting to be told so.
+        var overLimit: [ObjectIdentifier: any Channel] = [:]
         var tlsAddress: SocketAddress?
         var plaintextAddress: SocketAddress?
         var operations: OperationsServer?
@@ -112,7 +117,7 @@ public final class Broker: Sendable {
         let context = BrokerContext(
             configuration: configuration, clusterID: store.clusterID, registry: registry, topics: topics,
             storagePool: storagePool, metrics: metrics, logger: logger, advertisedHost: advertisedHost,
-            advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle,
+            advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle, logLimiter: logLimiter,
             producerIDs: ProducerIDAllocator(store: store))
         contextBox.withLock { $0 = context }
         let finalContext = context
@@ -196,7 +201,7 @@ public final class Broker: Sendable {
         while lifecycle.appendsInFlight > 0, NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        let connections = state.withLock { Array($0.connections.values) }
+        let connections = state.withLock { Array($0.connections.values) + Array($0.overLimit.values) }
         for connection in connections { try? await connection.close() }
         if let context { await context.topics.closeAll() }
         try? await operations?.stop()
@@ -215,9 +220,8 @@ public final class Broker: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { [self] channel in
-                guard admit(channel) else {
-                    return channel.close()
-                }
+                let admission = admit(channel)
+                if case .refused = admission { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
@@ -225,7 +229,10 @@ public final class Broker: Sendable {
                     try sync.addHandler(FrameEncoder())
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "listener"] = "\(tls == nil ? "plaintext" : "tls")"
-                    try sync.addHandler(ConnectionHandler(broker: context(), logger: connectionLogger))
+                    try sync.addHandler(
+                        ConnectionHandler(
+                            broker: context(), logger: connectionLogger, usesTLS: tls != nil,
+                            rejection: admission == .overLimit ? tooManyConnections : nil))
                 }
             }
         do {
@@ -235,27 +242,58 @@ public final class Broker: Sendable {
         }
     }
 
-    /// Counts the connection in, or refuses it past `max.connections`.
-    private func admit(_ channel: any Channel) -> Bool {
+    /// What becomes of a new connection.
+    private enum Admission: Equatable {
+        /// Served.
+        case admitted
+        /// Past `max.connections`: its `Handshake` is answered with `TOO_MANY_CONNECTIONS`.
+        case overLimit
+        /// Past the over-limit allowance too: closed at once, without a frame.
+        case refused
+    }
+
+    /// Connections past `max.connections` that are told why before being closed, at once. More
+    /// than this are closed without a word: answering costs a TLS handshake each.
+    static let overLimitAllowance = 64
+
+    private var tooManyConnections: BrokerError {
+        BrokerError(
+            .tooManyConnections,
+            "the broker has \(configuration.maxConnections) connections open (max.connections); retry later or elsewhere")
+    }
+
+    /// Counts the connection in, tells it to come back later past `max.connections`, or refuses it.
+    private func admit(_ channel: any Channel) -> Admission {
         let id = ObjectIdentifier(channel)
-        let admitted = state.withLock { state in
-            guard !state.stopped, state.connections.count < configuration.maxConnections else { return false }
-            state.connections[id] = channel
-            return true
+        let admission = state.withLock { state -> Admission in
+            guard !state.stopped else { return .refused }
+            if state.connections.count < configuration.maxConnections {
+                state.connections[id] = channel
+                return .admitted
+            }
+            guard state.overLimit.count < Self.overLimitAllowance else { return .refused }
+            state.overLimit[id] = channel
+            return .overLimit
         }
-        guard admitted else {
+        guard admission == .admitted else {
             metrics.connectionRejected()
-            logger.warning(
-                "connection refused: the connection limit is reached",
-                metadata: ["limit": "\(configuration.maxConnections)", "connection.remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"])
-            return false
+            logLimiter.log(
+                logger, .warning, "connection refused: the connection limit is reached",
+                metadata: [
+                    "limit": "\(configuration.maxConnections)", "connection.remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
+                    "connection.told": "\(admission == .overLimit)",
+                ])
+            if admission == .overLimit {
+                channel.closeFuture.whenComplete { [self] _ in state.withLock { _ = $0.overLimit.removeValue(forKey: id) } }
+            }
+            return admission
         }
         metrics.connectionOpened()
         channel.closeFuture.whenComplete { [self] _ in
             state.withLock { _ = $0.connections.removeValue(forKey: id) }
             metrics.connectionClosed()
         }
-        return true
+        return .admitted
     }
 
     /// The server TLS context, and the development certificates when the broker generated its own.

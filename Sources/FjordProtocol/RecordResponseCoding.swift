@@ -31,6 +31,19 @@ public enum RecordResponseWriter {
         _ header: PartitionHeader, recordsLength: Int, to buffer: inout ByteBuffer,
         writeRecords: (inout ByteBuffer) throws(Failure) -> Void
     ) throws(Failure) {
+        writeFetchPartitionFields(header, recordsLength: recordsLength, to: &buffer)
+        if recordsLength > 0 {
+            let before = buffer.writerIndex
+            try writeRecords(&buffer)
+            precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
+        }
+    }
+
+    /// Appends one `FetchResponse.partitions` entry up to its records: every field, and when
+    /// `recordsLength` is positive the tag and length of `records` last. The `recordsLength` bytes
+    /// of framed batches that must follow in the message are the caller's to send (as a separate
+    /// buffer of the frame, see `Frame.init(streamID:method:flags:payloadParts:)`).
+    public static func writeFetchPartitionFields(_ header: PartitionHeader, recordsLength: Int, to buffer: inout ByteBuffer) {
         let errorBytes: [UInt8]? = header.error.flatMap { try? $0.serializedBytes() }
         var inner = ProtobufSize.stringField(1, header.topic) + ProtobufSize.varintField(2, UInt64(header.partition))
         if let errorBytes { inner += ProtobufSize.lengthDelimitedField(3, length: errorBytes.count) }
@@ -46,12 +59,7 @@ public enum RecordResponseWriter {
         }
         buffer.writeProtobufInt64Field(4, header.highWatermark)
         buffer.writeProtobufInt64Field(5, header.logStartOffset)
-        if recordsLength > 0 {
-            buffer.writeProtobufLengthPrefix(6, length: recordsLength)
-            let before = buffer.writerIndex
-            try writeRecords(&buffer)
-            precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
-        }
+        if recordsLength > 0 { buffer.writeProtobufLengthPrefix(6, length: recordsLength) }
     }
 
     /// Bytes `writeFetchPartition` adds besides the records, at most (for sizing buffers).
@@ -63,14 +71,24 @@ public enum RecordResponseWriter {
         highWatermark: Int64, logStartOffset: Int64, recordsLength: Int, to buffer: inout ByteBuffer,
         writeRecords: (inout ByteBuffer) throws(Failure) -> Void
     ) throws(Failure) {
+        writeSubscribeResponseFields(
+            highWatermark: highWatermark, logStartOffset: logStartOffset, recordsLength: recordsLength, to: &buffer)
         if recordsLength > 0 {
-            buffer.writeProtobufLengthPrefix(1, length: recordsLength)
             let before = buffer.writerIndex
             try writeRecords(&buffer)
             precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
         }
+    }
+
+    /// Writes a `SubscribeResponse` up to its records: the offsets first, then, when
+    /// `recordsLength` is positive, the tag and length of `records`, whose bytes the caller sends
+    /// next (protobuf fields may come in any order).
+    public static func writeSubscribeResponseFields(
+        highWatermark: Int64, logStartOffset: Int64, recordsLength: Int, to buffer: inout ByteBuffer
+    ) {
         buffer.writeProtobufInt64Field(2, highWatermark)
         buffer.writeProtobufInt64Field(3, logStartOffset)
+        if recordsLength > 0 { buffer.writeProtobufLengthPrefix(1, length: recordsLength) }
     }
 }
 

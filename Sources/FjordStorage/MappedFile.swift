@@ -63,12 +63,21 @@ final class MappedFile: @unchecked Sendable {
 
     /// Populates the page tables for `range` with one `madvise(MADV_POPULATE_READ)` (Linux 5.14+),
     /// reading the pages in if needed; on older kernels touches one byte per page instead.
-    func populate(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
+    ///
+    /// Returns `false` when the kernel could not read the pages in (an I/O error, or the file is
+    /// shorter than `range`): touching those pages would raise `SIGBUS`, so the caller must read
+    /// them with `pread` instead, which reports the error.
+    @discardableResult
+    func populate(_ range: Range<Int>) -> Bool {
+        guard let base, !range.isEmpty else { return true }
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound & ~(pageSize - 1)
         let madvPopulateRead: Int32 = 22
-        if madvise(base + start, range.upperBound - start, madvPopulateRead) == 0 { return }
+        if madvise(base + start, range.upperBound - start, madvPopulateRead) == 0 { return true }
+        // EINVAL: a kernel without MADV_POPULATE_READ. Anything else (EFAULT, EIO, ENOMEM...)
+        // means the pages cannot be mapped.
+        guard Glibc.errno == EINVAL else { return false }
+        guard (try? size()).map({ $0 >= range.upperBound }) ?? false else { return false }
         var sum: UInt8 = 0
         var position = range.lowerBound
         while position < range.upperBound {
@@ -77,6 +86,7 @@ final class MappedFile: @unchecked Sendable {
         }
         sum &+= base.load(fromByteOffset: range.upperBound - 1, as: UInt8.self)
         withExtendedLifetime(sum) {}
+        return true
     }
 
     /// Drops this process's page-table entries around `range` (`madvise(MADV_DONTNEED)` on a

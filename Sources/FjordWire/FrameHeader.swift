@@ -54,15 +54,36 @@ public struct FrameHeader: Sendable, Hashable {
 
 /// One frame: a header and its payload (one protobuf message, or nothing).
 public struct Frame: Sendable, Hashable {
-    /// Stream, method and flags; `payloadLength` always equals `payload.readableBytes`.
+    /// Stream, method and flags; `payloadLength` always equals the bytes of `payload` and
+    /// `payloadContinuation` together.
     public var header: FrameHeader
-    /// The payload, a slice of the bytes received (no copy).
+    /// The payload, a slice of the bytes received (no copy); for a frame to send, its first part.
     public var payload: ByteBuffer
+    /// Further parts of the payload of a frame to send, written after `payload` as they are,
+    /// never joined into one buffer: a fetch response's batches are views of a log segment's
+    /// memory map, so that the write (or TLS encryption) is their only copy. Always empty in a
+    /// received frame.
+    public var payloadContinuation: [ByteBuffer]
 
     /// Creates a frame, setting the header's length from the payload.
     public init(streamID: UInt32, method: UInt16, flags: FrameFlags = [], payload: ByteBuffer) {
         self.header = FrameHeader(
             payloadLength: UInt32(payload.readableBytes), streamID: streamID, method: method, flags: flags)
         self.payload = payload
+        self.payloadContinuation = []
+    }
+
+    /// Creates a frame to send whose payload is `parts` one after the other, setting the header's
+    /// length from their sum.
+    ///
+    /// ```swift
+    /// // A SubscribeResponse: its fields, then the stored batches as mapped from the segment.
+    /// let frame = Frame(streamID: 3, method: 11, payloadParts: [fields, batches])
+    /// ```
+    public init(streamID: UInt32, method: UInt16, flags: FrameFlags = [], payloadParts parts: [ByteBuffer]) {
+        let length = parts.reduce(0) { $0 + $1.readableBytes }
+        self.header = FrameHeader(payloadLength: UInt32(length), streamID: streamID, method: method, flags: flags)
+        self.payload = parts.first ?? ByteBuffer()
+        self.payloadContinuation = Array(parts.dropFirst())
     }
 }

@@ -86,19 +86,57 @@ import Testing
         }
     }
 
-    @Test func encoderWritesHeaderAndPayloadAsSeparateBuffersThatDecodeBack() throws {
+    @Test func encoderPutsASmallPayloadBehindTheHeaderAndWritesLargeOnesAsTheyAre() throws {
         let channel = EmbeddedChannel(handlers: [FrameEncoder()])
-        let sent = frame(9, 4, .endStream, "payload bytes")
-        try channel.writeOutbound(sent)
+        // Small: one buffer, header and payload (one TLS record instead of two).
+        let small = frame(9, 4, .endStream, "payload bytes")
+        try channel.writeOutbound(small)
+        var wire = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(wire.readableBytes == FrameHeader.size + small.payload.readableBytes)
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        var decoder = FrameDecoder(maximumPayloadLength: 1 << 20)
+        #expect(try decoder.decode(buffer: &wire) == small)
+
+        // Large: the payload buffer itself follows the header (same storage: not copied).
+        let large = frame(11, 4, [], String(repeating: "x", count: 4096))
+        try channel.writeOutbound(large)
         let header = try #require(try channel.readOutbound(as: ByteBuffer.self))
         let payload = try #require(try channel.readOutbound(as: ByteBuffer.self))
         #expect(header.readableBytes == FrameHeader.size)
-        #expect(payload == sent.payload)
-        var wire = header
+        #expect(baseAddress(payload) == baseAddress(large.payload))
+        wire = header
         wire.writeImmutableBuffer(payload)
-        var decoder = FrameDecoder(maximumPayloadLength: 1024)
-        #expect(try decoder.decode(buffer: &wire) == sent)
+        #expect(try decoder.decode(buffer: &wire) == large)
         _ = try channel.finish()
+    }
+
+    @Test func aFrameInPartsIsWrittenPartByPartAndDecodesAsOnePayload() throws {
+        let channel = EmbeddedChannel(handlers: [FrameEncoder()])
+        let parts = ["fields", String(repeating: "b", count: 3000), "", "more fields", String(repeating: "c", count: 700)]
+            .map { ByteBuffer(string: $0) }
+        let sent = Frame(streamID: 5, method: 10, flags: .endStream, payloadParts: parts)
+        #expect(Int(sent.header.payloadLength) == parts.reduce(0) { $0 + $1.readableBytes })
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        channel.writeAndFlush(sent, promise: written)
+        var buffers: [ByteBuffer] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { buffers.append(buffer) }
+        // The header carries the small first part; every later part goes out as it is.
+        #expect(buffers.count == parts.count)
+        for (buffer, part) in zip(buffers.dropFirst(), parts.dropFirst()) where part.readableBytes > 0 {
+            #expect(baseAddress(buffer) == baseAddress(part))
+        }
+        try written.futureResult.wait()
+        var wire = ByteBuffer()
+        for buffer in buffers { wire.writeImmutableBuffer(buffer) }
+        var decoder = FrameDecoder(maximumPayloadLength: 1 << 20)
+        let received = try #require(try decoder.decode(buffer: &wire))
+        #expect(received.header == sent.header)
+        #expect(String(buffer: received.payload) == parts.map { String(buffer: $0) }.joined())
+        _ = try channel.finish()
+    }
+
+    private func baseAddress(_ buffer: ByteBuffer) -> UnsafeRawPointer? {
+        buffer.withUnsafeReadableBytes { $0.baseAddress }
     }
 }
 

@@ -98,6 +98,7 @@ extension BrokerConfiguration {
             default: throw fail("none or required")
             }
         case "max.connections": maxConnections = try int(1...1_000_000)
+        case "handshake.timeout.ms": handshakeTimeoutMilliseconds = try int(100...3_600_000)
         case "max.frame.bytes": maxFrameBytes = try int(4096...(1 << 30))
         case "max.in.flight.bytes": maxInFlightBytesPerConnection = try int(65536...(1 << 40))
         case "max.partitions.per.topic": maxPartitionsPerTopic = try int(1...100_000)

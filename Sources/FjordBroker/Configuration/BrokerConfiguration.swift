@@ -56,6 +56,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var requireClientCertificate = false
     /// `max.connections`: connections accepted at once, over every listener.
     public var maxConnections = 10_000
+    /// `handshake.timeout.ms`: how long a new connection has to complete TLS and send its
+    /// `Handshake` before the broker closes it (with `REQUEST_TIMED_OUT` once TLS is up).
+    public var handshakeTimeoutMilliseconds = 10_000
     /// `max.frame.bytes`: largest frame payload accepted.
     public var maxFrameBytes = 8 << 20
     /// `max.in.flight.bytes`: produce bytes held for one connection before the broker stops reading from it.

@@ -18,6 +18,8 @@ struct BrokerContext: Sendable {
     let advertisedPort: Int
     /// Shutdown state and the count of appends in flight.
     let lifecycle: BrokerLifecycle
+    /// Keeps bad clients from flooding the log.
+    let logLimiter: LogRateLimiter
     /// Idempotent-producer ids.
     let producerIDs: ProducerIDAllocator
 }

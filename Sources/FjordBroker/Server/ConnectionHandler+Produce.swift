@@ -33,7 +33,7 @@ extension ConnectionHandler {
         guard let request = ProduceRequestView(parsing: payload) else {
             produceStreams[streamID] = nil
             let error = BrokerError(.malformedMessage, "a frame on produce stream \(streamID) is not a valid ProduceRequest")
-            logger.info("produce stream failed", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            broker.logLimiter.log(logger, .info, "produce stream failed", metadata: ["stream": "\(streamID)", "error": "\(error)"])
             sendError(error, streamID: streamID, method: Fjord_V1_Method.produce.id)
             record("produce", since: started, error: error)
             return

@@ -4,6 +4,7 @@ import FjordStorage
 import FjordWire
 import Logging
 import NIOCore
+import NIOTLS
 import SwiftProtobuf
 
 /// Serves one client connection on its event loop: the handshake, then every stream the client
@@ -38,10 +39,22 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var flushScheduled = false
     var closed = false
 
-    init(broker: BrokerContext, logger: Logger) {
+    // Admission
+    /// Why the connection is not served (past `max.connections`): the answer to its handshake.
+    private let rejection: BrokerError?
+    /// Whether TLS is established (always, on the plaintext listener).
+    private var transportReady: Bool
+    /// Closes the connection unless it completes its handshake in time.
+    private var handshakeTimer: Scheduled<Void>?
+
+    /// Creates the handler of a connection; one that is over the connection limit answers its
+    /// handshake with `rejection` and closes.
+    init(broker: BrokerContext, logger: Logger, usesTLS: Bool, rejection: BrokerError? = nil) {
         self.broker = broker
         self.logger = logger
         self.clientMaxFrameBytes = broker.configuration.maxFrameBytes
+        self.transportReady = !usesTLS
+        self.rejection = rejection
     }
 
     // MARK: Lifecycle
@@ -49,6 +62,32 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if let remote = context.channel.remoteAddress { logger[metadataKey: "connection.remote"] = "\(remote)" }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        handshakeTimer = context.eventLoop.scheduleTask(
+            in: .milliseconds(Int64(broker.configuration.handshakeTimeoutMilliseconds))
+        ) { handler.value.handshakeTimedOut() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { transportReady = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// No handshake in `handshake.timeout.ms`: a connection that holds a slot without using it.
+    private func handshakeTimedOut() {
+        handshakeTimer = nil
+        guard let context, !closed else { return }
+        let timeout = broker.configuration.handshakeTimeoutMilliseconds
+        if transportReady {
+            closeWithError(
+                BrokerError(.requestTimedOut, "no Handshake within \(timeout) ms of connecting (handshake.timeout.ms)"))
+        } else {
+            broker.logLimiter.log(
+                logger, .info, "connection closed: TLS was not established in time",
+                metadata: ["handshake.timeout.ms": "\(timeout)"])
+            tearDown()
+            context.close(promise: nil)
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -64,6 +103,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func tearDown() {
         guard !closed else { return }
         closed = true
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
         state.close()
         for subscription in subscriptions.values { subscription.cancel() }
         subscriptions.removeAll()
@@ -76,6 +117,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        if let rejection {
+            // Already logged when the connection was admitted.
+            closeWithError(rejection, log: false)
+            return
+        }
         switch state.receive(frame.header) {
         case .handshake(let streamID):
             handshake(streamID: streamID, payload: frame.payload)
@@ -92,7 +138,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .ignore:
             break
         case .streamError(let streamID, let method, let error):
-            logger.info("request rejected", metadata: ["stream": "\(streamID)", "error": "\(error)"])
+            broker.logLimiter.log(logger, .info, "request rejected", metadata: ["stream": "\(streamID)", "error": "\(error)"])
             sendError(error, streamID: streamID, method: method)
         case .connectionError(let error):
             closeWithError(error)
@@ -112,7 +158,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             closeWithError(BrokerError(.malformedFrame, "\(error)"))
         } else {
             // TLS failures (untrusted certificate, plaintext on the TLS port) and socket errors.
-            logger.info("connection failed", metadata: ["error": "\(error)"])
+            broker.logLimiter.log(logger, .info, "connection failed", metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
     }
@@ -149,8 +195,19 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Writing
 
     func send(_ payload: ByteBuffer, streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
+        send(Frame(streamID: streamID, method: method, flags: flags, payload: payload))
+    }
+
+    /// Sends a frame whose payload is `parts` (fields and batches mapped from a segment).
+    func send(parts: [ByteBuffer], streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
+        send(Frame(streamID: streamID, method: method, flags: flags, payloadParts: parts))
+    }
+
+    private func send(_ frame: Frame) {
         guard let context, !closed else { return }
-        context.write(wrapOutboundOut(Frame(streamID: streamID, method: method, flags: flags, payload: payload)), promise: nil)
+        let flags = frame.header.flags
+        let streamID = frame.header.streamID
+        context.write(wrapOutboundOut(frame), promise: nil)
         if flags.contains(.endStream) || flags.contains(.error) { state.serverClosed(streamID) }
         flushSoon()
     }
@@ -182,15 +239,25 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Sends `error` on stream 0 and closes the connection (after the error is written).
-    func closeWithError(_ error: BrokerError) {
+    /// A client that does not read gets this long to take the error frame before the close.
+    static let closeLinger = TimeAmount.seconds(5)
+
+    func closeWithError(_ error: BrokerError, log: Bool = true) {
         guard let context, !closed else { return }
-        logger.warning("closing the connection after a protocol error", metadata: ["error": "\(error)"])
+        if log {
+            broker.logLimiter.log(
+                logger, .warning, "closing the connection after a protocol error", metadata: ["error": "\(error)"])
+        }
         broker.metrics.requestCompleted(api: "connection", durationNanoseconds: 0, errorCode: error.code.name)
         let payload = (try? error.wireValue.serializedBuffer()) ?? ByteBuffer()
         let frame = Frame(streamID: 0, method: 0, flags: [.error, .endStream], payload: payload)
         tearDown()
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+        let linger = context.eventLoop.scheduleTask(in: Self.closeLinger) { channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in
+            linger.cancel()
+            channel.close(promise: nil)
+        }
     }
 
     // MARK: Handshake
@@ -212,6 +279,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if !request.clientID.isEmpty { logger[metadataKey: "client.id"] = "\(request.clientID)" }
         state.handshakeCompleted()
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
         var response = Fjord_V1_HandshakeResponse()
         response.protocolVersion = 1
         response.nodeID = broker.configuration.nodeID

@@ -118,7 +118,7 @@ final class FetchOperation {
         }
     }
 
-    private func finish(_ result: Result<ByteBuffer, BrokerError>, recordBytes: Int = 0) {
+    private func finish(_ result: Result<[ByteBuffer], BrokerError>, recordBytes: Int = 0) {
         guard !finished else { return }
         finished = true
         stopWaiting()
@@ -128,7 +128,7 @@ final class FetchOperation {
         switch result {
         case .success(let payload):
             handler.broker.metrics.bytesOut(recordBytes)
-            handler.send(payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream)
+            handler.send(parts: payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream)
             handler.record("fetch", since: started, error: nil)
         case .failure(let error):
             handler.sendError(error, streamID: streamID, method: Fjord_V1_Method.fetch.id)

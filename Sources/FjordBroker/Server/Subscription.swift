@@ -112,7 +112,7 @@ final class Subscription {
                     subscription.nextOffset = read.nextOffset
                     let handler = subscription.handler.value
                     handler.broker.metrics.bytesOut(read.recordBytes)
-                    handler.send(payload, streamID: subscription.streamID, method: Fjord_V1_Method.subscribe.id)
+                    handler.send(parts: payload, streamID: subscription.streamID, method: Fjord_V1_Method.subscribe.id)
                 }
                 subscription.pump()
             }

@@ -78,7 +78,9 @@ public final class FjordConnection: Sendable {
         defer { stream.finish() }
         try await stream.send(request, endOfStream: true)
         guard let frame = try await stream.next() else {
-            throw FjordClientError(code: .unknown, message: "the connection closed before the response arrived", isRetriable: true)
+            // The broker may have said why on stream 0 (TOO_MANY_CONNECTIONS, a protocol error).
+            throw router.connectionError
+                ?? FjordClientError(code: .unknown, message: "the connection closed before the response arrived", isRetriable: true)
         }
         return try Response(buffer: frame.payload)
     }
