@@ -226,7 +226,7 @@ public final class Broker: Sendable {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumPayloadLength: configuration.maxFrameBytes)))
-                    try sync.addHandler(FrameEncoder())
+                    try sync.addHandler(FrameEncoder(allowsFileRegions: tls == nil))
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "listener"] = "\(tls == nil ? "plaintext" : "tls")"
                     try sync.addHandler(

@@ -3,7 +3,7 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of failure. New codes may be added.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Value: String, Sendable, Hashable {
-            case oversizeFrame, malformedHeader, truncatedFrame
+            case oversizeFrame, malformedHeader, truncatedFrame, unsupportedPayloadPart
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -14,6 +14,9 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let malformedHeader = Code(.malformedHeader)
         /// The connection ended inside a frame.
         public static let truncatedFrame = Code(.truncatedFrame)
+        /// A frame to send has a part the channel cannot carry (a file region where TLS must
+        /// encrypt from memory); the encoder closes the channel.
+        public static let unsupportedPayloadPart = Code(.unsupportedPayloadPart)
 
         public var description: String { value.rawValue }
     }
@@ -30,4 +33,8 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "\(code): \(message)" }
+
+    static let fileRegionOnEncryptedChannel = FrameError(
+        code: .unsupportedPayloadPart,
+        message: "a file region reached a FrameEncoder that does not allow them (TLS encrypts from memory)")
 }

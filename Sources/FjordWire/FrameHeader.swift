@@ -52,8 +52,36 @@ public struct FrameHeader: Sendable, Hashable {
     }
 }
 
+/// A part of the payload of a frame to send, after its first part.
+public enum FramePayloadPart: Sendable {
+    /// Bytes in memory (for a fetch response, a view of a log segment's memory map).
+    case buffer(ByteBuffer)
+    /// A range of a file, sent with `sendfile`: only on a channel without TLS (TLS must encrypt
+    /// from memory). `keepAlive` owns the region's file handle and closes it once released, which
+    /// the encoder does after the write completes or fails.
+    case file(FileRegion, keepAlive: any AnyObject & Sendable)
+
+    /// Number of payload bytes.
+    public var readableBytes: Int {
+        switch self {
+        case .buffer(let buffer): buffer.readableBytes
+        case .file(let region, _): region.readableBytes
+        }
+    }
+}
+
+extension FramePayloadPart: Equatable {
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        switch (lhs, rhs) {
+        case (.buffer(let a), .buffer(let b)): a == b
+        case (.file(let a, _), .file(let b, _)): a == b
+        default: false
+        }
+    }
+}
+
 /// One frame: a header and its payload (one protobuf message, or nothing).
-public struct Frame: Sendable, Hashable {
+public struct Frame: Sendable, Equatable {
     /// Stream, method and flags; `payloadLength` always equals the bytes of `payload` and
     /// `payloadContinuation` together.
     public var header: FrameHeader
@@ -61,9 +89,9 @@ public struct Frame: Sendable, Hashable {
     public var payload: ByteBuffer
     /// Further parts of the payload of a frame to send, written after `payload` as they are,
     /// never joined into one buffer: a fetch response's batches are views of a log segment's
-    /// memory map, so that the write (or TLS encryption) is their only copy. Always empty in a
-    /// received frame.
-    public var payloadContinuation: [ByteBuffer]
+    /// memory map (or, without TLS, file regions sent with `sendfile`), so that the write or TLS
+    /// encryption is their only copy. Always empty in a received frame.
+    public var payloadContinuation: [FramePayloadPart]
 
     /// Creates a frame, setting the header's length from the payload.
     public init(streamID: UInt32, method: UInt16, flags: FrameFlags = [], payload: ByteBuffer) {
@@ -73,17 +101,19 @@ public struct Frame: Sendable, Hashable {
         self.payloadContinuation = []
     }
 
-    /// Creates a frame to send whose payload is `parts` one after the other, setting the header's
-    /// length from their sum.
+    /// Creates a frame to send whose payload is `payload` followed by `continuation`, setting the
+    /// header's length from their sum.
     ///
     /// ```swift
     /// // A SubscribeResponse: its fields, then the stored batches as mapped from the segment.
-    /// let frame = Frame(streamID: 3, method: 11, payloadParts: [fields, batches])
+    /// let frame = Frame(streamID: 3, method: 22, payload: fields, continuation: [.buffer(batches)])
     /// ```
-    public init(streamID: UInt32, method: UInt16, flags: FrameFlags = [], payloadParts parts: [ByteBuffer]) {
-        let length = parts.reduce(0) { $0 + $1.readableBytes }
+    public init(
+        streamID: UInt32, method: UInt16, flags: FrameFlags = [], payload: ByteBuffer, continuation: [FramePayloadPart]
+    ) {
+        let length = continuation.reduce(payload.readableBytes) { $0 + $1.readableBytes }
         self.header = FrameHeader(payloadLength: UInt32(length), streamID: streamID, method: method, flags: flags)
-        self.payload = parts.first ?? ByteBuffer()
-        self.payloadContinuation = Array(parts.dropFirst())
+        self.payload = payload
+        self.payloadContinuation = continuation
     }
 }

@@ -87,3 +87,44 @@ private func mappedTestBatch(first: Int) -> ByteBuffer {
 extension LogSlice {
     static var emptyForTests: LogSlice { .empty(at: 0) }
 }
+
+/// `LogSlice.fileRegion()`: the batches as a range of the segment file, for `sendfile`.
+@Suite struct SegmentFileRegionTests {
+    @Test func aRegionReadsTheSliceFromItsOwnDescriptorEvenAfterDeletion() async throws {
+        try await inTemporaryDirectory { root in
+            var configuration = smallConfiguration()
+            configuration.retention = .init(milliseconds: nil, bytes: 4096)
+            let log = try await PartitionLog.open(directory: root.appending("log"), configuration: configuration)
+            for i in 0..<20 { try await log.append(mappedTestBatch(first: i)) }
+            let read = try await log.read(from: 0, maxBytes: 1 << 20)
+            let expected = read.records.withUnsafeBytes { Array($0) }
+            var region: FileRegion?
+            var owner: SegmentFileHandle?
+            do {
+                let made = try #require(read.records.fileRegion())
+                region = made.region
+                owner = made.owner
+            }
+            #expect(region?.readableBytes == expected.count)
+
+            // Retention deletes the segment file; the region's own descriptor still reads it.
+            for i in 20..<200 { try await log.append(mappedTestBatch(first: i)) }
+            _ = try await log.applyRetention()
+            #expect(log.logStartOffset > 0)
+            let bytes = try owner!.handle.withUnsafeFileDescriptor { descriptor in
+                var bytes = [UInt8](repeating: 0, count: expected.count)
+                let n = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, expected.count, off_t(region!.readerIndex)) }
+                #expect(n == expected.count)
+                return bytes
+            }
+            #expect(bytes == expected)
+
+            // Releasing the owner closes the duplicate descriptor.
+            let handle = owner!.handle
+            owner = nil
+            region = nil
+            #expect(!handle.isOpen)
+            try await log.close()
+        }
+    }
+}

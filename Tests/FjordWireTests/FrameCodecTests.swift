@@ -1,7 +1,9 @@
 import FjordWire
+import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
+import Synchronization
 import Testing
 
 @Suite struct FrameCodecTests {
@@ -114,7 +116,8 @@ import Testing
         let channel = EmbeddedChannel(handlers: [FrameEncoder()])
         let parts = ["fields", String(repeating: "b", count: 3000), "", "more fields", String(repeating: "c", count: 700)]
             .map { ByteBuffer(string: $0) }
-        let sent = Frame(streamID: 5, method: 10, flags: .endStream, payloadParts: parts)
+        let sent = Frame(
+            streamID: 5, method: 10, flags: .endStream, payload: parts[0], continuation: parts.dropFirst().map { .buffer($0) })
         #expect(Int(sent.header.payloadLength) == parts.reduce(0) { $0 + $1.readableBytes })
         let written = channel.eventLoop.makePromise(of: Void.self)
         channel.writeAndFlush(sent, promise: written)
@@ -133,6 +136,60 @@ import Testing
         #expect(received.header == sent.header)
         #expect(String(buffer: received.payload) == parts.map { String(buffer: $0) }.joined())
         _ = try channel.finish()
+    }
+
+    @Test func fileRegionsGoOutAsTheyAreWhereAllowedAndCloseTheChannelElsewhere() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-region-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: path, contents: Data(repeating: 0x61, count: 4096))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+
+        final class Flag: Sendable {
+            let raised = Atomic(false)
+            var isRaised: Bool { raised.load(ordering: .acquiring) }
+        }
+        final class Owner: Sendable {
+            let handle: NIOFileHandle
+            let released: Flag
+            init(_ handle: NIOFileHandle, released: Flag) {
+                self.handle = handle
+                self.released = released
+            }
+            deinit {
+                try? handle.close()
+                released.raised.store(true, ordering: .releasing)
+            }
+        }
+        func regionFrame(released: Flag) -> Frame {
+            let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: open(path, O_RDONLY))
+            let region = FileRegion(fileHandle: handle, readerIndex: 100, endIndex: 1100)
+            return Frame(
+                streamID: 3, method: 22, payload: ByteBuffer(string: "fields"),
+                continuation: [.file(region, keepAlive: Owner(handle, released: released))])
+        }
+
+        // Allowed (no TLS): the header and fields, then the region itself; the owner is let go once written.
+        let released = Flag()
+        let plain = EmbeddedChannel(handlers: [FrameEncoder(allowsFileRegions: true)])
+        let written = plain.eventLoop.makePromise(of: Void.self)
+        plain.writeAndFlush(regionFrame(released: released), promise: written)
+        let header = try #require(try plain.readOutbound(as: IOData.self))
+        guard case .byteBuffer(let bytes) = header else { Issue.record("expected bytes first"); return }
+        #expect(Int(bytes.getInteger(at: 0, as: UInt32.self)!) == 6 + 1000)
+        let region = try #require(try plain.readOutbound(as: IOData.self))
+        guard case .fileRegion(let sentRegion) = region else { Issue.record("expected the file region"); return }
+        #expect(sentRegion.readerIndex == 100 && sentRegion.endIndex == 1100)
+        try written.futureResult.wait()
+        #expect(released.isRaised)
+        _ = try plain.finish()
+
+        // Not allowed (a TLS channel): the write fails and the channel closes, the handle is closed.
+        let releasedOnTLS = Flag()
+        let tls = EmbeddedChannel(handlers: [FrameEncoder()])
+        let failed = tls.eventLoop.makePromise(of: Void.self)
+        tls.writeAndFlush(regionFrame(released: releasedOnTLS), promise: failed)
+        #expect(throws: FrameError.self) { try failed.futureResult.wait() }
+        #expect(!tls.isActive)
+        #expect(releasedOnTLS.isRaised)
     }
 
     private func baseAddress(_ buffer: ByteBuffer) -> UnsafeRawPointer? {

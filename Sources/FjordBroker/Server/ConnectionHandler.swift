@@ -44,6 +44,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let rejection: BrokerError?
     /// Whether TLS is established (always, on the plaintext listener).
     private var transportReady: Bool
+    /// Whether fetch and subscribe responses may send batches with `sendfile` (no TLS).
+    let usesFileRegions: Bool
     /// Closes the connection unless it completes its handshake in time.
     private var handshakeTimer: Scheduled<Void>?
 
@@ -54,6 +56,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.logger = logger
         self.clientMaxFrameBytes = broker.configuration.maxFrameBytes
         self.transportReady = !usesTLS
+        self.usesFileRegions = !usesTLS
         self.rejection = rejection
     }
 
@@ -198,9 +201,12 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         send(Frame(streamID: streamID, method: method, flags: flags, payload: payload))
     }
 
-    /// Sends a frame whose payload is `parts` (fields and batches mapped from a segment).
-    func send(parts: [ByteBuffer], streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
-        send(Frame(streamID: streamID, method: method, flags: flags, payloadParts: parts))
+    /// Sends a response in parts (fields, and batches mapped from a segment or file regions).
+    func send(_ response: PartitionReader.Response, streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
+        send(
+            Frame(
+                streamID: streamID, method: method, flags: flags, payload: response.payload,
+                continuation: response.continuation))
     }
 
     private func send(_ frame: Frame) {

@@ -78,10 +78,12 @@ final class FetchOperation {
         let readsToRun = reads
         let endsToWatch = ends
         let allocator = handler.context?.channel.allocator ?? ByteBufferAllocator()
+        let usesFileRegions = handler.usesFileRegions
         let operation = NIOLoopBound(self, eventLoop: eventLoop)
         let isFinal = final || timer == nil
         handler.broker.storagePool.runIfActive(eventLoop: eventLoop) {
-            PartitionReader.fetchResponse(readsToRun, maxBytes: maxBytes, allocator: allocator)
+            PartitionReader.fetchResponse(
+                readsToRun, maxBytes: maxBytes, allocator: allocator, usesFileRegions: usesFileRegions)
         }.whenComplete { result in
             let operation = operation.value
             operation.reading = false
@@ -118,7 +120,7 @@ final class FetchOperation {
         }
     }
 
-    private func finish(_ result: Result<[ByteBuffer], BrokerError>, recordBytes: Int = 0) {
+    private func finish(_ result: Result<PartitionReader.Response, BrokerError>, recordBytes: Int = 0) {
         guard !finished else { return }
         finished = true
         stopWaiting()
@@ -128,7 +130,7 @@ final class FetchOperation {
         switch result {
         case .success(let payload):
             handler.broker.metrics.bytesOut(recordBytes)
-            handler.send(parts: payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream)
+            handler.send(payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream)
             handler.record("fetch", since: started, error: nil)
         case .failure(let error):
             handler.sendError(error, streamID: streamID, method: Fjord_V1_Method.fetch.id)

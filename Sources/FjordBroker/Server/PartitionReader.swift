@@ -1,12 +1,14 @@
 import FjordProto
 import FjordProtocol
 import FjordStorage
+import FjordWire
 import NIOCore
 import NIOPosix
 
 /// Builds the responses that carry stored batches, on the storage threads: the batches go into
-/// the frame as views of the segment's memory map (`LogSlice.mappedBuffer()`), so writing them to
-/// the socket, or encrypting them for TLS, is their only copy. Populating those pages (any wait for
+/// the frame as views of the segment's memory map (`LogSlice.mappedBuffer()`), so encrypting them
+/// for TLS is their only copy; on a connection without TLS as file regions
+/// (`LogSlice.fileRegion()`) that the event loop sends with `sendfile`. Populating those pages (any wait for
 /// cold data) happens here, never on an event loop. Pages the kernel cannot read are read with
 /// `pread` instead, which turns the I/O error into an error for that partition.
 enum PartitionReader {
@@ -19,16 +21,20 @@ enum PartitionReader {
         var maxBytes: Int
     }
 
-    /// A response payload in parts: protobuf fields in heap buffers, batches mapped from segments.
+    /// A response payload in parts: protobuf fields in heap buffers, then batches as views of the
+    /// segment map or, without TLS, as file regions for `sendfile`.
     struct Payload {
         private let allocator: ByteBufferAllocator
-        private var parts: [ByteBuffer] = []
+        private let usesFileRegions: Bool
+        private var parts: [FramePayloadPart] = []
         private var fields: ByteBuffer
         /// Batch bytes appended so far.
         private(set) var recordBytes = 0
 
-        init(allocator: ByteBufferAllocator) {
+        /// Creates an empty payload; `usesFileRegions` only for a connection without TLS.
+        init(allocator: ByteBufferAllocator, usesFileRegions: Bool) {
             self.allocator = allocator
+            self.usesFileRegions = usesFileRegions
             self.fields = allocator.buffer(capacity: 256)
         }
 
@@ -39,9 +45,13 @@ enum PartitionReader {
             let mark = fields.writerIndex
             write(&fields)
             guard let slice, !slice.isEmpty else { return }
-            if let mapped = slice.mappedBuffer() {
-                parts.append(fields)
-                parts.append(mapped)
+            if usesFileRegions, let (region, owner) = slice.fileRegion() {
+                parts.append(.buffer(fields))
+                parts.append(.file(region, keepAlive: owner))
+                fields = allocator.buffer(capacity: 256)
+            } else if let mapped = slice.mappedBuffer() {
+                parts.append(.buffer(fields))
+                parts.append(.buffer(mapped))
                 fields = allocator.buffer(capacity: 256)
             } else {
                 // Pages the kernel could not map: pread reports why (or copies them if it can).
@@ -54,18 +64,27 @@ enum PartitionReader {
             recordBytes += slice.count
         }
 
-        /// The parts to send, in order.
-        func finished() -> [ByteBuffer] {
-            fields.readableBytes > 0 || parts.isEmpty ? parts + [fields] : parts
+        /// The first part and the rest, for ``FjordWire/Frame/init(streamID:method:flags:payload:continuation:)``.
+        func finished() -> Response {
+            guard case .buffer(let first)? = parts.first else { return Response(payload: fields, continuation: []) }
+            var rest = Array(parts.dropFirst())
+            if fields.readableBytes > 0 { rest.append(.buffer(fields)) }
+            return Response(payload: first, continuation: rest)
         }
+    }
+
+    /// A response payload ready to send: its first part and the parts after it.
+    struct Response: Sendable {
+        var payload: ByteBuffer
+        var continuation: [FramePayloadPart]
     }
 
     /// Builds a whole `FetchResponse` payload; returns it with the number of batch bytes it holds
     /// and whether any partition failed.
     static func fetchResponse(
-        _ requests: [Request], maxBytes: Int, allocator: ByteBufferAllocator
-    ) -> (payload: [ByteBuffer], recordBytes: Int, hasError: Bool) {
-        var payload = Payload(allocator: allocator)
+        _ requests: [Request], maxBytes: Int, allocator: ByteBufferAllocator, usesFileRegions: Bool
+    ) -> (payload: Response, recordBytes: Int, hasError: Bool) {
+        var payload = Payload(allocator: allocator, usesFileRegions: usesFileRegions)
         var hasError = false
         for request in requests {
             var header = RecordResponseWriter.PartitionHeader(
@@ -110,8 +129,8 @@ enum PartitionReader {
 
     /// Reads the next `SubscribeResponse` payload from `offset`; `nil` payload at the log end.
     static func subscribeResponse(
-        partition: Partition, offset: Int64, maxBytes: Int, allocator: ByteBufferAllocator
-    ) throws(BrokerError) -> (payload: [ByteBuffer]?, nextOffset: Int64, recordBytes: Int) {
+        partition: Partition, offset: Int64, maxBytes: Int, allocator: ByteBufferAllocator, usesFileRegions: Bool
+    ) throws(BrokerError) -> (payload: Response?, nextOffset: Int64, recordBytes: Int) {
         let result: LogReadResult
         do {
             result = try partition.log.readBlocking(from: offset, maxBytes: maxBytes)
@@ -120,7 +139,7 @@ enum PartitionReader {
         }
         let slice = result.records
         guard !slice.isEmpty else { return (nil, offset, 0) }
-        var payload = Payload(allocator: allocator)
+        var payload = Payload(allocator: allocator, usesFileRegions: usesFileRegions)
         do throws(StorageError) {
             try payload.append(records: slice) {
                 RecordResponseWriter.writeSubscribeResponseFields(

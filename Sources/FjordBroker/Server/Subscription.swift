@@ -92,10 +92,13 @@ final class Subscription {
         let offset = nextOffset
         let maxBytes = Int(min(credit, Int64(self.maxBytes)))
         let allocator = context.channel.allocator
+        let usesFileRegions = handler.usesFileRegions
         let subscription = NIOLoopBound(self, eventLoop: eventLoop)
         handler.broker.storagePool.runIfActive(eventLoop: eventLoop) {
             Result { () throws(BrokerError) in
-                try PartitionReader.subscribeResponse(partition: partition, offset: offset, maxBytes: maxBytes, allocator: allocator)
+                try PartitionReader.subscribeResponse(
+                    partition: partition, offset: offset, maxBytes: maxBytes, allocator: allocator,
+                    usesFileRegions: usesFileRegions)
             }
         }.whenComplete { result in
             let subscription = subscription.value
@@ -112,7 +115,7 @@ final class Subscription {
                     subscription.nextOffset = read.nextOffset
                     let handler = subscription.handler.value
                     handler.broker.metrics.bytesOut(read.recordBytes)
-                    handler.send(parts: payload, streamID: subscription.streamID, method: Fjord_V1_Method.subscribe.id)
+                    handler.send(payload, streamID: subscription.streamID, method: Fjord_V1_Method.subscribe.id)
                 }
                 subscription.pump()
             }
