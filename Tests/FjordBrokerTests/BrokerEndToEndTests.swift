@@ -6,6 +6,7 @@ import FjordTLS
 import FjordWire
 import Foundation
 import NIOCore
+import SwiftProtobuf
 import Testing
 
 /// End to end over real TLS sockets on loopback against a real broker with real files.
@@ -229,4 +230,29 @@ struct BrokerEndToEndTests {
 func bytesOut(_ broker: TestBroker) -> Int {
     let line = broker.broker.metrics.render().split(separator: "\n").first { $0.hasPrefix("fjord_bytes_out_total ") }
     return line.flatMap { Int(Double($0.split(separator: " ")[1]) ?? -1) } ?? 0
+}
+
+extension BrokerEndToEndTests {
+    @Test func fetchesFitASmallFrameLimitAndStillCarryRecords() async throws {
+        try await withBroker({ $0.maxFrameBytes = 16 * 1024 }) { broker in
+            let connection = try await broker.connect()
+            try await createTopic(connection, "small-frames")
+            let batches = (0..<20).map { batch in makeBatch((0..<10).map { "b\(batch)-r\($0)-" + String(repeating: "s", count: 180) }) }
+            _ = try await produce(connection, topic: "small-frames", partition: 0, batches: batches)
+            var offset: Int64 = 0
+            var fetched: [String] = []
+            while offset < 200 {
+                let result = try await fetch(connection, topic: "small-frames", partition: 0, offset: offset)
+                #expect(!result.hasError)
+                let response = Fjord_V1_FetchResponse.with { $0.partitions = [result] }
+                let encoded: [UInt8] = try response.serializedBytes()
+                #expect(encoded.count <= 16 * 1024)
+                let values = values(of: result.records, from: offset)
+                try #require(!values.isEmpty, "a fetch at \(offset) under a 16 KiB frame limit returned no records")
+                fetched += values
+                offset += Int64(values.count)
+            }
+            #expect(fetched == (0..<20).flatMap { batch in (0..<10).map { "b\(batch)-r\($0)-" + String(repeating: "s", count: 180) } })
+        }
+    }
 }

@@ -39,8 +39,16 @@ struct ConnectionStateMachine {
         case connectionError(BrokerError)
     }
 
+    /// An open stream: its kind, and a token no other stream of the connection gets, so a late
+    /// completion for a stream that ended is not taken for a newer stream reusing its id.
+    struct OpenStream: Equatable {
+        var kind: StreamKind
+        let token: UInt64
+    }
+
     private(set) var phase = Phase.awaitingHandshake
-    private(set) var streams: [UInt32: StreamKind] = [:]
+    private(set) var streams: [UInt32: OpenStream] = [:]
+    private var nextToken: UInt64 = 1
     let maxStreams: Int
 
     init(maxStreams: Int = 1024) {
@@ -77,10 +85,10 @@ struct ConnectionStateMachine {
         if header.flags.contains(.cancel) || header.flags.contains(.error) {
             return streams.removeValue(forKey: id) == nil ? .ignore : .cancel(streamID: id)
         }
-        if let kind = streams[id] {
+        if let kind = streams[id]?.kind {
             switch kind {
             case .produce(let clientDone) where method == .produce && !clientDone:
-                if endOfStream { streams[id] = .produce(clientDone: true) }
+                if endOfStream { streams[id]?.kind = .produce(clientDone: true) }
                 return .produce(streamID: id, endOfStream: endOfStream)
             case .subscribe where method == .subscribe:
                 return .subscribeCredit(streamID: id)
@@ -98,15 +106,15 @@ struct ConnectionStateMachine {
         }
         switch method {
         case .produce:
-            streams[id] = .produce(clientDone: endOfStream)
+            open(id, .produce(clientDone: endOfStream))
             return .produce(streamID: id, endOfStream: endOfStream)
         case .subscribe:
-            streams[id] = .subscribe
+            open(id, .subscribe)
             return .subscribe(streamID: id)
         case .handshake:
             return .streamError(streamID: id, method: header.method, BrokerError(.invalidRequest, "the handshake is already done"))
         case let unary where Self.unaryMethods.contains(unary):
-            streams[id] = .unary(unary)
+            open(id, .unary(unary))
             return .unary(streamID: id, method: unary)
         default:
             return .streamError(
@@ -125,8 +133,17 @@ struct ConnectionStateMachine {
         streams[streamID] = nil
     }
 
-    /// Whether `streamID` is still open (a late response for a cancelled stream is dropped).
-    func isOpen(_ streamID: UInt32) -> Bool { streams[streamID] != nil }
+    private mutating func open(_ id: UInt32, _ kind: StreamKind) {
+        streams[id] = OpenStream(kind: kind, token: nextToken)
+        nextToken += 1
+    }
+
+    /// The token of open stream `streamID`, to check later with ``isOpen(_:token:)``.
+    func token(of streamID: UInt32) -> UInt64? { streams[streamID]?.token }
+
+    /// Whether the stream that had `token` is still open: a late response for a stream that ended
+    /// (cancelled, failed, or replaced by a newer stream with the same id) is dropped.
+    func isOpen(_ streamID: UInt32, token: UInt64) -> Bool { streams[streamID]?.token == token }
 
     /// The connection is going away; every later frame is ignored.
     mutating func close() { phase = .closing }

@@ -12,6 +12,9 @@ struct ProduceStream {
         /// The response to send; `nil` for a success with acks=none.
         case done(Fjord_V1_ProduceResponse?)
     }
+    /// The stream's token (``ConnectionStateMachine/token(of:)``): completions of a stream that
+    /// ended are not taken for a newer stream with the same id.
+    let token: UInt64
     /// Slots for requests not yet answered, oldest first; `firstSequence` is the oldest's number.
     var slots = CircularBuffer<Slot>(initialCapacity: 16)
     var firstSequence: UInt64 = 0
@@ -22,7 +25,8 @@ struct ProduceStream {
 
 extension ConnectionHandler {
     func produce(streamID: UInt32, payload: ByteBuffer, endOfStream: Bool) {
-        var stream = produceStreams[streamID] ?? ProduceStream()
+        guard let token = state.token(of: streamID) else { return }
+        var stream = produceStreams[streamID].flatMap { $0.token == token ? $0 : nil } ?? ProduceStream(token: token)
         if endOfStream { stream.clientDone = true }
         guard payload.readableBytes > 0 else {
             produceStreams[streamID] = stream
@@ -51,16 +55,19 @@ extension ConnectionHandler {
             if error.code == .unknownTopicOrPartition, broker.configuration.autoCreateTopics,
                 broker.registry.partitionCount(topic: request.topic) == nil
             {
-                autoCreateThenProduce(request, streamID: streamID, sequence: sequence, started: started)
+                autoCreateThenProduce(request, streamID: streamID, token: token, sequence: sequence, started: started)
                 return
             }
-            completeProduce(streamID: streamID, sequence: sequence, request: request, result: .failure(error), started: started)
+            completeProduce(streamID: streamID, token: token, sequence: sequence, request: request, result: .failure(error), started: started)
             return
         }
-        append(request, to: partition, streamID: streamID, sequence: sequence, started: started)
+        append(request, to: partition, streamID: streamID, token: token, sequence: sequence, started: started)
     }
 
-    private func append(_ request: ProduceRequestView, to partition: Partition, streamID: UInt32, sequence: UInt64, started: NIODeadline) {
+    private func append(
+        _ request: ProduceRequestView, to partition: Partition, streamID: UInt32, token: UInt64, sequence: UInt64,
+        started: NIODeadline
+    ) {
         guard let context else { return }
         let bytes = request.batch.readableBytes
         inFlightBytes += bytes
@@ -81,13 +88,16 @@ extension ConnectionHandler {
                     handler.broker.metrics.bytesIn(bytes)
                     handler.broker.metrics.setLogEndOffset(topic: topic, partition: index, offset: appended.lastOffset + 1)
                 }
-                handler.completeProduce(streamID: streamID, sequence: sequence, request: request, result: mapped, started: started)
+                handler.completeProduce(
+                    streamID: streamID, token: token, sequence: sequence, request: request, result: mapped, started: started)
                 handler.resumeReadingIfPossible()
             }
         }
     }
 
-    private func autoCreateThenProduce(_ request: ProduceRequestView, streamID: UInt32, sequence: UInt64, started: NIODeadline) {
+    private func autoCreateThenProduce(
+        _ request: ProduceRequestView, streamID: UInt32, token: UInt64, sequence: UInt64, started: NIODeadline
+    ) {
         guard let context else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let topics = broker.topics
@@ -105,17 +115,18 @@ extension ConnectionHandler {
                 if let error { throw error }
                 let partition = try handler.broker.registry.partition(topic: request.topic, index: Int(request.partition))
                 try partition.checkLeaderEpoch(request.leaderEpoch)
-                handler.append(request, to: partition, streamID: streamID, sequence: sequence, started: started)
+                handler.append(request, to: partition, streamID: streamID, token: token, sequence: sequence, started: started)
             } catch {
-                handler.completeProduce(streamID: streamID, sequence: sequence, request: request, result: .failure(error), started: started)
+                handler.completeProduce(
+                    streamID: streamID, token: token, sequence: sequence, request: request, result: .failure(error), started: started)
             }
         }
     }
 
     /// Records the outcome of request `sequence` and sends every answer now at the head, in order.
     func completeProduce(
-        streamID: UInt32, sequence: UInt64, request: ProduceRequestView, result: Result<AppendResult, BrokerError>,
-        started: NIODeadline
+        streamID: UInt32, token: UInt64, sequence: UInt64, request: ProduceRequestView,
+        result: Result<AppendResult, BrokerError>, started: NIODeadline
     ) {
         var response: Fjord_V1_ProduceResponse?
         switch result {
@@ -139,9 +150,10 @@ extension ConnectionHandler {
             ack.error = error.wireValue
             response = ack
         }
-        guard var stream = produceStreams[streamID] else { return }  // cancelled or failed meanwhile
+        // Cancelled or failed meanwhile (and perhaps replaced by a newer stream with the same id).
+        guard var stream = produceStreams[streamID], stream.token == token, sequence >= stream.firstSequence else { return }
         let position = Int(sequence - stream.firstSequence)
-        guard position >= 0, position < stream.slots.count else { return }
+        guard position < stream.slots.count else { return }
         stream.slots[stream.slots.index(stream.slots.startIndex, offsetBy: position)] = .done(response)
         while let first = stream.slots.first, case .done(let answer) = first {
             stream.slots.removeFirst()

@@ -141,6 +141,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .ignore:
             break
         case .streamError(let streamID, let method, let error):
+            cancel(streamID: streamID)  // whatever the stream had going on stops with it
             broker.logLimiter.log(logger, .info, "request rejected", metadata: ["stream": "\(streamID)", "error": "\(error)"])
             sendError(error, streamID: streamID, method: method)
         case .connectionError(let error):
@@ -312,7 +313,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         let started = NIODeadline.now()
         let admin = AdminRequests(broker: broker)
-        guard let context else { return }
+        guard let context, let token = state.token(of: streamID) else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.makeFutureWithTask { () async -> Result<ByteBuffer, BrokerError> in
             do throws(BrokerError) {
@@ -322,7 +323,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }.whenSuccess { result in
             let handler = handler.value
-            guard handler.state.isOpen(streamID) else { return }
+            guard handler.state.isOpen(streamID, token: token) else { return }
             switch result {
             case .success(let response) where response.readableBytes > handler.clientMaxFrameBytes:
                 // The client would reject the frame and drop the connection: fail this call instead.

@@ -10,6 +10,7 @@ import NIOCore
 /// append. Lives on the connection's event loop; the reads run on the storage threads.
 final class FetchOperation {
     private let streamID: UInt32
+    private let token: UInt64
     private let request: Fjord_V1_FetchRequest
     private let handler: NIOLoopBound<ConnectionHandler>
     private let eventLoop: any EventLoop
@@ -20,8 +21,9 @@ final class FetchOperation {
     private var reading = false
     private var wokenWhileReading = false
 
-    init(streamID: UInt32, request: Fjord_V1_FetchRequest, handler: ConnectionHandler, eventLoop: any EventLoop) {
+    init(streamID: UInt32, token: UInt64, request: Fjord_V1_FetchRequest, handler: ConnectionHandler, eventLoop: any EventLoop) {
         self.streamID = streamID
+        self.token = token
         self.request = request
         self.handler = NIOLoopBound(handler, eventLoop: eventLoop)
         self.eventLoop = eventLoop
@@ -58,8 +60,10 @@ final class FetchOperation {
         watches.removeAll()
         let handler = self.handler.value
         let registry = handler.broker.registry
-        let maxBytes = min(
-            Int(request.maxBytes == 0 ? 50 << 20 : request.maxBytes), handler.clientMaxFrameBytes - 64 * 1024)
+        // Room for every partition's fields besides its records, so the response fits the
+        // client's frame limit (a read still returns at least one whole batch).
+        let overhead = request.partitions.reduce(0) { $0 + RecordResponseWriter.fetchPartitionOverhead(topic: $1.topic) }
+        let maxBytes = max(1, min(Int(request.maxBytes == 0 ? 50 << 20 : request.maxBytes), handler.clientMaxFrameBytes - overhead))
         var reads: [PartitionReader.Request] = []
         var ends: [(Partition, Int64)] = []
         for wanted in request.partitions {
@@ -125,8 +129,8 @@ final class FetchOperation {
         finished = true
         stopWaiting()
         let handler = self.handler.value
-        handler.fetches[streamID] = nil
-        guard handler.state.isOpen(streamID) else { return }
+        if handler.fetches[streamID] === self { handler.fetches[streamID] = nil }
+        guard handler.state.isOpen(streamID, token: token) else { return }
         switch result {
         case .success(let payload):
             handler.broker.metrics.bytesOut(recordBytes)
@@ -141,7 +145,7 @@ final class FetchOperation {
 
 extension ConnectionHandler {
     func startFetch(streamID: UInt32, payload: ByteBuffer) {
-        guard let context else { return }
+        guard let context, let token = state.token(of: streamID) else { return }
         let request: Fjord_V1_FetchRequest
         do { request = try Fjord_V1_FetchRequest(buffer: payload) } catch {
             sendError(BrokerError(.malformedMessage, "not a valid FetchRequest: \(error)"), streamID: streamID, method: Fjord_V1_Method.fetch.id)
@@ -152,7 +156,8 @@ extension ConnectionHandler {
             return
         }
         let maxWait = min(Int(request.maxWaitMs), broker.configuration.maxFetchWaitMilliseconds)
-        let operation = FetchOperation(streamID: streamID, request: request, handler: self, eventLoop: context.eventLoop)
+        let operation = FetchOperation(
+            streamID: streamID, token: token, request: request, handler: self, eventLoop: context.eventLoop)
         fetches[streamID] = operation
         operation.start(maxWait: .milliseconds(Int64(maxWait)))
     }

@@ -125,7 +125,7 @@ final class Subscription {
     private func end(with error: BrokerError) {
         cancel()
         let handler = self.handler.value
-        handler.subscriptions[streamID] = nil
+        if handler.subscriptions[streamID] === self { handler.subscriptions[streamID] = nil }
         handler.logger.debug("subscription ended", metadata: ["stream": "\(streamID)", "error": "\(error)"])
         handler.sendError(error, streamID: streamID, method: Fjord_V1_Method.subscribe.id)
     }
