@@ -18,8 +18,8 @@ extension LogSlice {
     /// the process (``releaseMappedPages()``), so a reader catching up through a large backlog does
     /// not grow the broker's resident set by more than what is in flight.
     ///
-    /// Populates the pages first, reading cold data from disk: call it on a storage thread, so the
-    /// event loop that writes the buffer never blocks on a page fault. Returns `nil` for an empty
+    /// Reads pages that are not in the page cache in first (`MADV_POPULATE_READ`): call it on a
+    /// storage thread, so the event loop that writes the buffer does not block on the disk. Returns `nil` for an empty
     /// slice, or when the kernel cannot read the pages in (an I/O error): read the bytes with
     /// ``copyBytes(into:)`` then, which reports that error instead of faulting.
     ///
@@ -33,7 +33,9 @@ extension LogSlice {
     /// }
     /// ```
     public func mappedBuffer() -> ByteBuffer? {
-        guard let file, !range.isEmpty, file.populate(range) else { return nil }
+        // Pages already in the page cache are mapped by the encryption's minor faults, which
+        // costs less than populating them here (measured); others are read in here, off the event loop.
+        guard let file, !range.isEmpty, file.isResident(range) || file.populate(range) else { return nil }
         let bytes = file.bytes(range)
         MappedBufferRegistry.shared.retain(bytes.baseAddress!, file: file, range: range)
         return ByteBuffer(

@@ -89,6 +89,20 @@ final class MappedFile: @unchecked Sendable {
         return true
     }
 
+    /// Whether every page of `range` is in the page cache (`mincore`, which maps nothing).
+    func isResident(_ range: Range<Int>) -> Bool {
+        guard !range.isEmpty else { return true }
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = range.lowerBound & ~(pageSize - 1)
+        let length = range.upperBound - start
+        let pages = (length + pageSize - 1) / pageSize
+        var vector = [UInt8](repeating: 0, count: pages)
+        let ok = bytes(start..<range.upperBound).baseAddress.map { base in
+            vector.withUnsafeMutableBufferPointer { mincore(UnsafeMutableRawPointer(mutating: base), length, $0.baseAddress) == 0 }
+        } ?? false
+        return ok && vector.allSatisfy { $0 & 1 == 1 }
+    }
+
     /// Drops this process's page-table entries around `range` (`madvise(MADV_DONTNEED)` on a
     /// shared file mapping): the data stays in the page cache and a later access maps it again with
     /// a minor fault, but pages a reader touched stop counting in the broker's resident set.
