@@ -245,10 +245,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context?.flush()
     }
 
-    /// Sends `error` on stream 0 and closes the connection (after the error is written).
     /// A client that does not read gets this long to take the error frame before the close.
     static let closeLinger = TimeAmount.seconds(5)
 
+    /// Sends `error` on stream 0 and closes the connection once the error is written (or after
+    /// ``closeLinger`` if the client does not read it). `log: false` for an error already logged.
     func closeWithError(_ error: BrokerError, log: Bool = true) {
         guard let context, !closed else { return }
         if log {
