@@ -105,6 +105,30 @@ import Testing
         #expect(noCA.error.contains("does not exist"))
     }
 
+    @Test func theDefaultCAIsFoundWhereFjordServeKeepsIt() async throws {
+        try await withServeProcess { broker in
+            try await withTemporaryDirectory { home in
+                // Where `fjord serve` with no flags keeps its CA for this HOME.
+                let certs = home.path + "/.local/share/fjord/certs"
+                try FileManager.default.createDirectory(atPath: certs, withIntermediateDirectories: true)
+                try FileManager.default.copyItem(atPath: broker.caPath, toPath: certs + "/ca.pem")
+                let unset = ["XDG_DATA_HOME": "", "FJORD_DATA_DIR": "", "FJORD_CA": ""]
+                let found = try runFjord(
+                    ["topics", "list", "--broker", broker.address], environment: unset.merging(["HOME": home.path]) { $1 })
+                #expect(found.status == 0, "\(found.error)")
+
+                // No CA there: the error says what to pass and where `fjord serve` keeps it, without a usage dump.
+                let missing = try runFjord(
+                    ["topics", "list", "--broker", broker.address],
+                    environment: unset.merging(["HOME": home.path + "/elsewhere"]) { $1 })
+                #expect(missing.status != 0)
+                #expect(missing.error.contains("--ca"))
+                #expect(missing.error.contains(home.path + "/elsewhere/.local/share/fjord"))
+                #expect(!missing.error.contains("Usage:"))
+            }
+        }
+    }
+
     @Test func certsMakesACAAndCertificatesThatWorkForMutualTLS() async throws {
         try await withTemporaryDirectory { directory in
             let pki = directory.path

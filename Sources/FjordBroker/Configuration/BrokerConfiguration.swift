@@ -82,7 +82,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// `message.max.bytes`, `log.flush.interval.ms`, `log.message.timestamp.type`).
     public var topicDefaults: [String: String] = [:]
 
-    /// `$FJORD_DATA_DIR`, else `$XDG_DATA_HOME/fjord`, else `~/.local/share/fjord`.
+    /// The data directory when `data.dir` is not set (by file, flag or `FJORD_DATA_DIR`):
+    /// `$XDG_DATA_HOME/fjord`, else `$HOME/.local/share/fjord`.
     public static var defaultDataDirectory: String {
         let environment = ProcessInfo.processInfo.environment
         if let xdg = environment["XDG_DATA_HOME"], !xdg.isEmpty { return xdg + "/fjord" }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FjordBroker
 import FjordClient
 import FjordProto
 import FjordProtocol
@@ -44,13 +45,14 @@ struct ConnectionOptions: ParsableArguments {
         configuration.clientID = clientID
         configuration.reconnect.giveUpAfter = .seconds(10)
         if !plaintext {
-            let caPath = ca ?? environment["FJORD_CA"] ?? Self.defaultCA()
+            let caPath = ca ?? environment["FJORD_CA"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultCA()
             guard let caPath else {
-                throw ValidationError(
-                    "no CA to trust the broker with: pass --ca FILE (or set FJORD_CA) with the CA that signed the broker's certificate; a broker started with `fjord serve` defaults keeps it in DATA_DIR/certs/ca.pem")
+                throw SetupError(
+                    description:
+                        "no CA to trust the broker with: pass --ca FILE (or set FJORD_CA) with the CA that signed the broker's certificate; a broker started with `fjord serve` defaults keeps it in DATA_DIR/certs/ca.pem (\(BrokerConfiguration.defaultDataDirectory) unless FJORD_DATA_DIR says otherwise)")
             }
             guard FileManager.default.fileExists(atPath: caPath) else {
-                throw ValidationError("the CA file \(caPath) does not exist; pass --ca FILE")
+                throw SetupError(description: "the CA file \(caPath) does not exist; pass --ca FILE")
             }
             let certificate = cert ?? environment["FJORD_CERT"]
             let privateKey = key ?? environment["FJORD_KEY"]
@@ -63,15 +65,17 @@ struct ConnectionOptions: ParsableArguments {
         return configuration
     }
 
-    /// The CA a default `fjord serve` generated, if it exists.
+    /// The CA a default `fjord serve` generated, if it exists: in the data directory the broker
+    /// picks by default (the same rule, so both agree whatever `HOME` and `XDG_DATA_HOME` say).
     static func defaultCA() -> String? {
-        let environment = ProcessInfo.processInfo.environment
-        let dataDirectory =
-            environment["FJORD_DATA_DIR"]
-            ?? environment["XDG_DATA_HOME"].map { $0 + "/fjord" }
-            ?? (NSHomeDirectory() + "/.local/share/fjord")
-        let path = dataDirectory + "/certs/ca.pem"
+        let dataDirectory = ProcessInfo.processInfo.environment["FJORD_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+        let path = (dataDirectory ?? BrokerConfiguration.defaultDataDirectory) + "/certs/ca.pem"
         return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    /// The connection cannot be set up as asked (not a usage error: no usage is printed).
+    struct SetupError: Error, CustomStringConvertible {
+        var description: String
     }
 }
 
