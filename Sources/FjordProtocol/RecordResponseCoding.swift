@@ -3,7 +3,8 @@ public import NIOCore
 import SwiftProtobuf
 
 /// Writes the messages that carry stored record batches (`FetchResponse`, `SubscribeResponse`)
-/// by hand, copying the batch bytes straight from the log into the frame.
+/// by hand, up to the batch bytes, which the caller sends after them as they are stored (a view
+/// of the segment map or a file region: see `Frame.payloadContinuation`).
 public enum RecordResponseWriter {
     /// The fields of one `FetchPartitionResult` other than its records.
     public struct PartitionHeader: Sendable {
@@ -20,22 +21,6 @@ public enum RecordResponseWriter {
             self.error = error
             self.highWatermark = highWatermark
             self.logStartOffset = logStartOffset
-        }
-    }
-
-    /// Appends one `FetchResponse.partitions` entry. `records` are framed batches
-    /// (`RecordBatchSet` bytes) written by `writeRecords`, which must write exactly `recordsLength`
-    /// bytes. If `writeRecords` throws, the error is rethrown and `buffer` holds a partial entry: the
-    /// caller discards it (for example by moving the writer index back).
-    public static func writeFetchPartition<Failure: Error>(
-        _ header: PartitionHeader, recordsLength: Int, to buffer: inout ByteBuffer,
-        writeRecords: (inout ByteBuffer) throws(Failure) -> Void
-    ) throws(Failure) {
-        writeFetchPartitionFields(header, recordsLength: recordsLength, to: &buffer)
-        if recordsLength > 0 {
-            let before = buffer.writerIndex
-            try writeRecords(&buffer)
-            precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
         }
     }
 
@@ -62,23 +47,8 @@ public enum RecordResponseWriter {
         if recordsLength > 0 { buffer.writeProtobufLengthPrefix(6, length: recordsLength) }
     }
 
-    /// Bytes `writeFetchPartition` adds besides the records, at most (for sizing buffers).
+    /// Bytes `writeFetchPartitionFields` adds besides the records, at most (for sizing requests).
     public static func fetchPartitionOverhead(topic: String) -> Int { topic.utf8.count + 128 }
-
-    /// Writes a whole `SubscribeResponse`. If `writeRecords` throws, the error is rethrown and
-    /// `buffer` holds a partial message to discard.
-    public static func writeSubscribeResponse<Failure: Error>(
-        highWatermark: Int64, logStartOffset: Int64, recordsLength: Int, to buffer: inout ByteBuffer,
-        writeRecords: (inout ByteBuffer) throws(Failure) -> Void
-    ) throws(Failure) {
-        writeSubscribeResponseFields(
-            highWatermark: highWatermark, logStartOffset: logStartOffset, recordsLength: recordsLength, to: &buffer)
-        if recordsLength > 0 {
-            let before = buffer.writerIndex
-            try writeRecords(&buffer)
-            precondition(buffer.writerIndex - before == recordsLength, "writeRecords wrote the wrong number of bytes")
-        }
-    }
 
     /// Writes a `SubscribeResponse` up to its records: the offsets first, then, when
     /// `recordsLength` is positive, the tag and length of `records`, whose bytes the caller sends
