@@ -104,7 +104,8 @@ final class MappedBufferRegistry: Sendable {
 
     /// Drops one reference to the mapped buffer at `address`; `false` if no mapped buffer starts
     /// there (the address is heap memory). The last reference unmaps the pages from the process
-    /// and lets go of the file (which unmaps the whole segment if it was deleted meanwhile).
+    /// and lets go of the file (which unmaps the whole segment if it was deleted meanwhile), both
+    /// on the ``BackgroundRelease`` queue.
     @discardableResult
     func release(_ address: UnsafeMutableRawPointer) -> Bool {
         let key = UInt(bitPattern: address)
@@ -118,7 +119,9 @@ final class MappedBufferRegistry: Sendable {
             entries[key] = nil
             return (true, (entry.file, entry.range))
         }
-        if let (file, range) = last { file.releasePages(range) }
+        // Usually called on an event loop (the buffer was just written): unmap, and perhaps close
+        // a deleted segment, on the release queue instead.
+        if let (file, range) = last { BackgroundRelease.run { file.releasePages(range) } }
         return found
     }
 }

@@ -20,7 +20,12 @@ public final class SegmentFileHandle: Sendable {
 
     init(_ handle: NIOFileHandle) { self.handle = handle }
 
-    deinit { try? handle.close() }
+    deinit {
+        // Released on an event loop once the region is written; closing the last descriptor of a
+        // segment that retention deleted frees its blocks, so close on the release queue.
+        let handle = self.handle
+        BackgroundRelease.run { try? handle.close() }
+    }
 }
 
 extension LogSlice {

@@ -123,6 +123,7 @@ extension LogSlice {
             let handle = owner!.handle
             owner = nil
             region = nil
+            BackgroundRelease.drain()  // the close runs on the release queue
             #expect(!handle.isOpen)
             try await log.close()
         }
