@@ -23,6 +23,8 @@ final class Partition: Sendable {
         var nextToken = 0
         var callbacks: [Int: @Sendable () -> Void] = [:]
         var closed = false
+        /// Set when the partition closes because its topic is being deleted.
+        var deleted = false
     }
     private let watchers = Mutex(Watchers())
     private let hasWatchers = Atomic<Bool>(false)
@@ -93,10 +95,21 @@ final class Partition: Sendable {
         for callback in callbacks.values { callback() }
     }
 
+    /// The error a client gets for a storage failure of this partition: a log closed because its
+    /// topic was deleted is `UNKNOWN_TOPIC_OR_PARTITION`, as for a request arriving after the delete.
+    func error(for error: StorageError) -> BrokerError {
+        if error.code == .logClosed, watchers.withLock({ $0.deleted }) {
+            return BrokerError(.unknownTopicOrPartition, "topic \"\(topic)\" was deleted")
+        }
+        return BrokerError(error, topic: topic, partition: index)
+    }
+
     /// Marks the partition closed, wakes every watcher and closes the log (flushing it).
-    func close() async throws(StorageError) {
+    /// `deleted`: its topic is being deleted (see ``error(for:)``).
+    func close(deleted: Bool = false) async throws(StorageError) {
         let callbacks = watchers.withLock { state in
             state.closed = true
+            if deleted { state.deleted = true }
             let callbacks = state.callbacks
             state.callbacks.removeAll()
             return callbacks

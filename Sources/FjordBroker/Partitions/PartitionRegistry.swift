@@ -1,69 +1,65 @@
 import FjordProto
 import Synchronization
 
-/// The partitions this broker leads, by topic name and index; looked up on every request.
+/// The partitions this broker leads, by topic name and index, looked up on every request; and
+/// the one lifecycle of every topic name (``TopicLifecycle``) that topic administration
+/// (``TopicManager``) drives. Requests find only partitions of live topics; admin operations on
+/// one name run one at a time (``withExclusiveAccess(to:_:)``).
 final class PartitionRegistry: Sendable {
-    private struct Topic {
-        var topicID: String
-        /// `nil` where a partition could not be opened; the error says why.
-        var partitions: [Partition?]
-        var offline: [Int: BrokerError]
+    private struct State {
+        var lifecycle = TopicLifecycle<Partition>()
+        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
     }
-    private let topics = Mutex<[String: Topic]>([:])
+    private let state = Mutex(State())
 
-    /// The partition, or `UNKNOWN_TOPIC_OR_PARTITION` / the error that took it offline.
+    /// The partition, or `UNKNOWN_TOPIC_OR_PARTITION` (also while the topic is being created or
+    /// deleted) / the error that took it offline.
     func partition(topic: String, index: Int) throws(BrokerError) -> Partition {
-        let result: Result<Partition, BrokerError> = topics.withLock { topics in
-            guard let entry = topics[topic] else {
-                return .failure(BrokerError(.unknownTopicOrPartition, "there is no topic named \"\(topic)\""))
-            }
-            guard index >= 0, index < entry.partitions.count else {
-                return .failure(
-                    BrokerError(
-                        .unknownTopicOrPartition,
-                        "topic \"\(topic)\" has no partition \(index) (it has \(entry.partitions.count))"))
-            }
-            if let partition = entry.partitions[index] { return .success(partition) }
-            return .failure(
-                entry.offline[index] ?? BrokerError(.storageError, "\(topic)-\(index) is offline"))
-        }
-        return try result.get()
+        try state.withLock { $0.lifecycle.partition(topic: topic, index: index) }.get()
     }
 
-    /// Number of partitions of `topic`, or `nil` when there is no such topic.
+    /// Number of partitions of `topic`, or `nil` when there is no such live topic.
     func partitionCount(topic: String) -> Int? {
-        topics.withLock { $0[topic]?.partitions.count }
+        state.withLock { $0.lifecycle.partitionCount(topic: topic) }
     }
 
     /// Every partition of `topic` that is online.
     func partitions(topic: String) -> [Partition] {
-        topics.withLock { $0[topic]?.partitions.compactMap { $0 } ?? [] }
+        state.withLock { $0.lifecycle.partitions(topic: topic) }
     }
 
-    /// Every online partition.
+    /// Every online partition, whatever its topic's phase.
     func allPartitions() -> [Partition] {
-        topics.withLock { $0.values.flatMap { $0.partitions.compactMap { $0 } } }
+        state.withLock { $0.lifecycle.allPartitions }
     }
 
-    /// Sets (or replaces) partition `index` of `topic`.
-    func set(_ partition: Result<Partition, BrokerError>, topic: String, topicID: String, index: Int) {
-        topics.withLock { topics in
-            var entry = topics[topic] ?? Topic(topicID: topicID, partitions: [], offline: [:])
-            while entry.partitions.count <= index { entry.partitions.append(nil) }
-            switch partition {
-            case .success(let partition):
-                entry.partitions[index] = partition
-                entry.offline[index] = nil
-            case .failure(let error):
-                entry.partitions[index] = nil
-                entry.offline[index] = error
+    /// Reads or changes the lifecycle under the registry's lock (no I/O in `body`).
+    func withLifecycle<T, E: Error>(_ body: (inout TopicLifecycle<Partition>) throws(E) -> T) throws(E) -> T {
+        try state.withLock { state throws(E) -> T in try body(&state.lifecycle) }
+    }
+
+    /// Runs `body` holding `name`: admin operations on the same name run one at a time, in
+    /// arrival order; operations on other names run alongside.
+    func withExclusiveAccess<T: Sendable>(
+        to name: String, _ body: () async throws(BrokerError) -> T
+    ) async throws(BrokerError) -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let proceed = state.withLock { state in
+                let waiter = state.nextWaiter
+                state.nextWaiter += 1
+                if state.lifecycle.acquire(name, waiter: waiter) { return true }
+                state.waiting[waiter] = continuation
+                return false
             }
-            topics[topic] = entry
+            if proceed { continuation.resume() }
         }
-    }
-
-    /// Removes `topic` and returns its online partitions.
-    func remove(topic: String) -> [Partition] {
-        topics.withLock { $0.removeValue(forKey: topic)?.partitions.compactMap { $0 } ?? [] }
+        defer {
+            let next = state.withLock { state in
+                state.lifecycle.release(name).flatMap { state.waiting.removeValue(forKey: $0) }
+            }
+            next?.resume()
+        }
+        return try await body()
     }
 }

@@ -22,19 +22,18 @@ struct AdminRequests: Sendable {
             return try encode(response)
         case .deleteTopic:
             let request: Fjord_V1_DeleteTopicRequest = try decode(payload)
-            let partitions = broker.registry.partitionCount(topic: request.name) ?? 0
-            try await broker.topics.delete(name: request.name)
-            for index in 0..<partitions { broker.metrics.removePartition(topic: request.name, partition: index) }
+            let deleted = try await broker.topics.delete(name: request.name)
+            for index in deleted.partitions.indices { broker.metrics.removePartition(topic: request.name, partition: index) }
             return try encode(Fjord_V1_DeleteTopicResponse())
         case .listTopics:
             let _: Fjord_V1_ListTopicsRequest = try decode(payload)
             var response = Fjord_V1_ListTopicsResponse()
-            response.names = await broker.topics.allTopics().map(\.name)
+            response.names = broker.topics.allTopics().map(\.name)
             return try encode(response)
         case .describeTopic:
             let request: Fjord_V1_DescribeTopicRequest = try decode(payload)
             var response = Fjord_V1_DescribeTopicResponse()
-            response.topic = topicInfo(try await broker.topics.topicRecord(request.name))
+            response.topic = topicInfo(try broker.topics.topicRecord(request.name))
             return try encode(response)
         case .createPartitions:
             let request: Fjord_V1_CreatePartitionsRequest = try decode(payload)
@@ -53,19 +52,25 @@ struct AdminRequests: Sendable {
         case .initProducerID:
             let request: Fjord_V1_InitProducerIdRequest = try decode(payload)
             var response = Fjord_V1_InitProducerIdResponse()
-            if request.producerID > 0 || (request.producerID == 0 && request.producerEpoch > 0) {
-                // An epoch bump for an id this broker handed out. Past the epoch range, a new id.
-                guard request.producerEpoch >= 0 else {
-                    throw BrokerError(.invalidRequest, "producer \(request.producerID) named epoch \(request.producerEpoch); epochs are >= 0")
+            let id = request.producerID
+            let epoch = request.producerEpoch
+            // A new identity: -1 with epoch -1 (Kafka's request) or 0, or both unset (proto3 defaults).
+            let wantsNewID = (id == -1 && (epoch == -1 || epoch == 0)) || (id == 0 && epoch == 0)
+            if !wantsNewID {
+                guard id >= 0, epoch >= 0 else {
+                    throw BrokerError(
+                        .invalidRequest,
+                        "producer id \(id) with epoch \(epoch): ask for a new id with producer_id = -1 (epoch -1 or 0), or bump an id you hold with its epoch (both >= 0)")
                 }
-                guard try await broker.producerIDs.mayHaveIssued(request.producerID) else {
+                // An epoch bump for an id this broker handed out. Past the epoch range, a new id.
+                guard try await broker.producerIDs.mayHaveIssued(id) else {
                     throw BrokerError(
                         .unknownProducerID,
-                        "producer id \(request.producerID) was never handed out; ask for a new one with producer_id = -1")
+                        "producer id \(id) was never handed out; ask for a new one with producer_id = -1")
                 }
-                if request.producerEpoch < Int32(Int16.max) {
-                    response.producerID = request.producerID
-                    response.producerEpoch = request.producerEpoch + 1
+                if epoch < Int32(Int16.max) {
+                    response.producerID = id
+                    response.producerEpoch = epoch + 1
                     return try encode(response)
                 }
             }
@@ -78,7 +83,7 @@ struct AdminRequests: Sendable {
     }
 
     private func decode<M: SwiftProtobuf.Message>(_ payload: ByteBuffer) throws(BrokerError) -> M {
-        do { return try M(buffer: payload) } catch {
+        do { return try M(checkingWireTypes: payload) } catch {
             throw BrokerError(.malformedMessage, "not a valid \(M.protoMessageName): \(error)")
         }
     }
@@ -121,7 +126,7 @@ struct AdminRequests: Sendable {
         node.port = UInt32(broker.advertisedPort)
         response.brokers = [node]
         if request.topics.isEmpty {
-            response.topics = await broker.topics.allTopics().map { record in
+            response.topics = broker.topics.allTopics().map { record in
                 var metadata = Fjord_V1_TopicMetadata()
                 metadata.topic = topicInfo(record)
                 return metadata
@@ -130,7 +135,7 @@ struct AdminRequests: Sendable {
             for name in request.topics {
                 var metadata = Fjord_V1_TopicMetadata()
                 do throws(BrokerError) {
-                    metadata.topic = topicInfo(try await broker.topics.topicRecord(name))
+                    metadata.topic = topicInfo(try broker.topics.topicRecord(name))
                 } catch {
                     metadata.error = error.wireValue
                     metadata.topic.name = name

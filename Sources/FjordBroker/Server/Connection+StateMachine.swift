@@ -16,6 +16,15 @@ struct ConnectionStateMachine {
         /// `clientDone` once the client sent END_STREAM: no more requests come.
         case produce(clientDone: Bool)
         case subscribe
+
+        /// The method the stream was opened with.
+        var method: Fjord_V1_Method {
+            switch self {
+            case .unary(let method): method
+            case .produce: .produce
+            case .subscribe: .subscribe
+            }
+        }
     }
 
     enum Action: Equatable {
@@ -93,9 +102,10 @@ struct ConnectionStateMachine {
             case .subscribe where method == .subscribe:
                 return .subscribeCredit(streamID: id)
             default:
+                // The error ends the stream, so it carries the stream's method id (§3), not the frame's.
                 streams[id] = nil
                 return .streamError(
-                    streamID: id, method: header.method,
+                    streamID: id, method: kind.method.id,
                     BrokerError(.invalidStream, "stream \(id) is open for \(kind) and cannot take this frame (method \(header.method))"))
             }
         }

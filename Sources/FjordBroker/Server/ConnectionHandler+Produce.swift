@@ -80,7 +80,7 @@ extension ConnectionHandler {
         let index = partition.index
         partition.append(request.batch, durability: durability) { result in
             lifecycle.appendFinished()
-            let mapped = result.mapError { BrokerError($0, topic: topic, partition: index) }
+            let mapped = result.mapError { partition.error(for: $0) }
             eventLoop.execute {
                 let handler = handler.value
                 handler.inFlightBytes -= bytes

@@ -273,7 +273,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func handshake(streamID: UInt32, payload: ByteBuffer) {
         let started = NIODeadline.now()
         let request: Fjord_V1_HandshakeRequest
-        do { request = try Fjord_V1_HandshakeRequest(buffer: payload) } catch {
+        do { request = try Fjord_V1_HandshakeRequest(checkingWireTypes: payload) } catch {
             closeWithError(BrokerError(.malformedMessage, "the handshake is not a valid HandshakeRequest: \(error)"))
             return
         }

@@ -147,7 +147,7 @@ extension ConnectionHandler {
     func startFetch(streamID: UInt32, payload: ByteBuffer) {
         guard let context, let token = state.token(of: streamID) else { return }
         let request: Fjord_V1_FetchRequest
-        do { request = try Fjord_V1_FetchRequest(buffer: payload) } catch {
+        do { request = try Fjord_V1_FetchRequest(checkingWireTypes: payload) } catch {
             sendError(BrokerError(.malformedMessage, "not a valid FetchRequest: \(error)"), streamID: streamID, method: Fjord_V1_Method.fetch.id)
             return
         }

@@ -139,7 +139,7 @@ extension ConnectionHandler {
         do throws(BrokerError) {
             guard !broker.lifecycle.isStopping else { throw BrokerError(.brokerShuttingDown, "the broker is shutting down; reconnect") }
             let request: Fjord_V1_SubscribeRequest
-            do { request = try Fjord_V1_SubscribeRequest(buffer: payload) } catch {
+            do { request = try Fjord_V1_SubscribeRequest(checkingWireTypes: payload) } catch {
                 throw BrokerError(.malformedMessage, "not a valid SubscribeRequest: \(error)")
             }
             guard request.creditBytes > 0 else {
@@ -175,7 +175,7 @@ extension ConnectionHandler {
         guard let subscription = subscriptions[streamID] else { return }
         guard payload.readableBytes > 0 else { return }
         do {
-            let credit = try Fjord_V1_SubscribeCredit(buffer: payload)
+            let credit = try Fjord_V1_SubscribeCredit(checkingWireTypes: payload)
             subscription.addCredit(credit.bytes)
         } catch {
             subscriptions[streamID] = nil

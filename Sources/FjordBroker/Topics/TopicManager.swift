@@ -6,12 +6,20 @@ import NIOPosix
 import SystemPackage
 
 /// Topic administration on this node: validates requests, records them in the ``MetadataStore``
-/// and opens, reconfigures or closes partition logs. An actor, so admin operations apply one at a
-/// time; produce and fetch never wait on it.
-actor TopicManager {
+/// and opens, reconfigures or closes partition logs.
+///
+/// Every operation runs holding its topic's name in the ``PartitionRegistry``
+/// (``PartitionRegistry/withExclusiveAccess(to:_:)``) and moves the name through its
+/// ``TopicLifecycle``: operations on one name never interleave (an actor would not ensure that,
+/// being reentrant at every `await`), operations on different names run alongside, and
+/// produce and fetch never wait on any of it.
+final class TopicManager: Sendable {
     struct Limits: Sendable {
         var maxPartitionsPerTopic: Int
     }
+
+    /// Suffix of a deleted partition's directory (after the topic id) until it is removed.
+    static let deletedSuffix = ".deleted"
 
     let store: any MetadataStore
     let registry: PartitionRegistry
@@ -21,7 +29,6 @@ actor TopicManager {
     let limits: Limits
     let nodeID: Int32
     let logger: Logger
-    private var topics: [String: TopicRecord] = [:]
     /// Given to every partition log it opens (flush latency metrics).
     private let onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)?
 
@@ -41,106 +48,147 @@ actor TopicManager {
         self.logger = logger
     }
 
-    /// Opens every partition the store knows. A partition whose log cannot be opened (a corrupt
-    /// segment, say) goes offline with that error; the others serve.
+    /// Removes directories of deletions a crash interrupted, then opens every partition the store
+    /// knows. A partition whose log cannot be opened (a corrupt segment, say) goes offline with
+    /// that error; the others serve.
     func loadAll() async throws(BrokerError) {
-        for topic in try await store.topics() {
-            topics[topic.name] = topic
+        let logs = logsDirectory.string
+        let suffix = Self.deletedSuffix
+        try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: logs)) ?? []
+            for name in names where name.hasSuffix(suffix) {
+                try? FileManager.default.removeItem(atPath: logs + "/" + name)
+            }
+        }
+        let records = try await store.topics()
+        for topic in records {
+            registry.withLifecycle { $0.load(topic) }
             for index in topic.partitions.indices {
                 await openPartition(topic, index: index)
             }
         }
-        logger.info("loaded topics", metadata: ["topics.count": "\(topics.count)"])
+        logger.info("loaded topics", metadata: ["topics.count": "\(records.count)"])
     }
 
+    /// The live topic named `name`, or `UNKNOWN_TOPIC_OR_PARTITION`.
     func topicRecord(_ name: String) throws(BrokerError) -> TopicRecord {
-        guard let topic = topics[name] else {
-            throw BrokerError(.unknownTopicOrPartition, "there is no topic named \"\(name)\"")
-        }
-        return topic
+        try registry.withLifecycle { $0.record(name) }.get()
     }
 
-    func allTopics() -> [TopicRecord] { topics.values.sorted { $0.name < $1.name } }
+    /// Every live topic, sorted by name.
+    func allTopics() -> [TopicRecord] { registry.withLifecycle { $0.liveRecords } }
 
+    /// Creates a topic. Waits for any other operation on the name (a delete still closing files).
     func create(name: String, partitions: Int, configs: [String: String]) async throws(BrokerError) -> TopicRecord {
         try TopicName.validate(name)
-        guard topics[name] == nil else { throw BrokerError(.topicAlreadyExists, "a topic named \"\(name)\" already exists") }
         try checkPartitionCount(partitions, topic: name)
         _ = try TopicConfiguration(overrides: configs)
-        let record = TopicRecord(
-            name: name, topicID: UUID().uuidString.lowercased(),
-            partitions: (0..<partitions).map { _ in PartitionRecord(leaderID: nodeID, leaderEpoch: 0, replicas: [nodeID]) },
-            configs: configs)
-        try await store.create(record)
-        topics[name] = record
-        for index in 0..<partitions { await openPartition(record, index: index) }
-        logger.info("created topic", metadata: ["topic": "\(name)", "topic.partitions": "\(partitions)"])
-        return record
+        return try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
+            let record = TopicRecord(
+                name: name, topicID: UUID().uuidString.lowercased(),
+                partitions: (0..<partitions).map { _ in PartitionRecord(leaderID: nodeID, leaderEpoch: 0, replicas: [nodeID]) },
+                configs: configs)
+            try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.beginCreate(record) }
+            do {
+                try await store.create(record)
+            } catch {
+                _ = registry.withLifecycle { $0.abortCreate(name, topicID: record.topicID) }
+                throw error
+            }
+            for index in 0..<partitions { await openPartition(record, index: index) }
+            try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.finishCreate(name, topicID: record.topicID) }
+            logger.info("created topic", metadata: ["topic": "\(name)", "topic.partitions": "\(partitions)"])
+            return record
+        }
     }
 
-    func delete(name: String) async throws(BrokerError) {
-        let record = try topicRecord(name)
-        _ = try await store.delete(topic: name)
-        topics[name] = nil
-        let partitions = registry.remove(topic: name)
-        for partition in partitions {
-            do { try await partition.close() } catch {
-                logger.warning("closing a deleted partition failed", metadata: ["partition": "\(name)-\(partition.index)", "error": "\(error)"])
+    /// Deletes a topic: requests stop finding it at once, then its logs are closed, its
+    /// directories renamed (`<topic>-<n>.<topic id>.deleted`) and removed. Returns what it was.
+    @discardableResult
+    func delete(name: String) async throws(BrokerError) -> TopicRecord {
+        try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
+            let (record, partitions) = try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.beginDelete(name) }
+            do {
+                _ = try await store.delete(topic: name)
+            } catch {
+                registry.withLifecycle { $0.abortDelete(name) }
+                throw error
             }
-        }
-        // Rename first so a topic created again under the same name starts empty; remove later.
-        let pool = threadPool
-        let directories = record.partitions.indices.map { directory(topic: name, index: $0) }
-        let suffix = ".\(record.topicID).deleted"
-        try await LocalMetadataStore.onPool(pool) { () throws(BrokerError) in
-            for directory in directories {
-                let target = directory.string + suffix
-                if rename(directory.string, target) == 0 {
-                    try? FileManager.default.removeItem(atPath: target)
+            for partition in partitions {
+                do { try await partition.close(deleted: true) } catch {
+                    logger.warning("closing a deleted partition failed", metadata: ["partition": "\(name)-\(partition.index)", "error": "\(error)"])
                 }
             }
+            // Rename first so nothing opens the old files under the name again; remove after.
+            let directories = record.partitions.indices.map { directory(topic: name, index: $0) }
+            let suffix = ".\(record.topicID)\(Self.deletedSuffix)"
+            let logger = self.logger
+            try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
+                for directory in directories {
+                    let target = directory.string + suffix
+                    guard rename(directory.string, target) == 0 else {
+                        let error = Errno(rawValue: errno)
+                        if error != .noSuchFileOrDirectory {
+                            logger.warning("renaming a deleted partition's directory failed", metadata: ["directory": "\(directory)", "error": "\(error)"])
+                        }
+                        continue
+                    }
+                    do { try FileManager.default.removeItem(atPath: target) } catch {
+                        logger.warning("removing a deleted partition's directory failed", metadata: ["directory": "\(target)", "error": "\(error)"])
+                    }
+                }
+            }
+            registry.withLifecycle { $0.finishDelete(name) }
+            logger.info("deleted topic", metadata: ["topic": "\(name)"])
+            return record
         }
-        logger.info("deleted topic", metadata: ["topic": "\(name)"])
     }
 
+    /// Raises the partition count of a topic to `total`.
     func createPartitions(name: String, total: Int) async throws(BrokerError) -> TopicRecord {
-        var record = try topicRecord(name)
-        guard total > record.partitions.count else {
-            throw BrokerError(
-                .invalidPartitions,
-                "topic \"\(name)\" has \(record.partitions.count) partitions; the new total \(total) must be larger (partitions are never removed)")
+        try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
+            var record = try topicRecord(name)
+            guard total > record.partitions.count else {
+                throw BrokerError(
+                    .invalidPartitions,
+                    "topic \"\(name)\" has \(record.partitions.count) partitions; the new total \(total) must be larger (partitions are never removed)")
+            }
+            try checkPartitionCount(total, topic: name)
+            let first = record.partitions.count
+            record.partitions += (first..<total).map { _ in PartitionRecord(leaderID: nodeID, leaderEpoch: 0, replicas: [nodeID]) }
+            try await store.update(record)
+            try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.update(record) }
+            for index in first..<total { await openPartition(record, index: index) }
+            logger.info("added partitions", metadata: ["topic": "\(name)", "topic.partitions": "\(total)"])
+            return record
         }
-        try checkPartitionCount(total, topic: name)
-        let first = record.partitions.count
-        record.partitions += (first..<total).map { _ in PartitionRecord(leaderID: nodeID, leaderEpoch: 0, replicas: [nodeID]) }
-        try await store.update(record)
-        topics[name] = record
-        for index in first..<total { await openPartition(record, index: index) }
-        logger.info("added partitions", metadata: ["topic": "\(name)", "topic.partitions": "\(total)"])
-        return record
     }
 
     /// Changes configuration overrides and reopens the topic's logs with the new settings (each
     /// partition is closed cleanly and reopened without a scan; requests in between get a
     /// retriable `NOT_LEADER`).
     func alterConfig(name: String, set: [String: String], remove: [String]) async throws(BrokerError) -> TopicRecord {
-        var record = try topicRecord(name)
-        let altered = try TopicConfiguration(overrides: record.configs).altered(set: set, remove: remove)
-        record.configs = altered.overrides
-        try await store.update(record)
-        topics[name] = record
-        for partition in registry.partitions(topic: name) {
-            do { try await partition.close() } catch {
-                logger.warning("closing a partition to reconfigure it failed", metadata: ["partition": "\(name)-\(partition.index)", "error": "\(error)"])
+        try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
+            var record = try topicRecord(name)
+            let altered = try TopicConfiguration(overrides: record.configs).altered(set: set, remove: remove)
+            record.configs = altered.overrides
+            try await store.update(record)
+            try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.update(record) }
+            for partition in registry.partitions(topic: name) {
+                do { try await partition.close() } catch {
+                    logger.warning("closing a partition to reconfigure it failed", metadata: ["partition": "\(name)-\(partition.index)", "error": "\(error)"])
+                }
             }
+            for index in record.partitions.indices { await openPartition(record, index: index) }
+            logger.info("altered topic configuration", metadata: ["topic": "\(name)", "topic.configs": "\(record.configs)"])
+            return record
         }
-        for index in record.partitions.indices { await openPartition(record, index: index) }
-        logger.info("altered topic configuration", metadata: ["topic": "\(name)", "topic.configs": "\(record.configs)"])
-        return record
     }
 
-    /// Closes every partition (flushing and marking the logs clean).
+    /// Stops topic administration (later operations fail with `BROKER_SHUTTING_DOWN`) and closes
+    /// every partition (flushing and marking the logs clean).
     func closeAll() async {
+        registry.withLifecycle { $0.stop() }
         for partition in registry.allPartitions() {
             do { try await partition.close() } catch {
                 logger.error("closing a partition failed", metadata: ["partition": "\(partition.topic)-\(partition.index)", "error": "\(error)"])
@@ -160,25 +208,32 @@ actor TopicManager {
         }
     }
 
+    /// Opens partition `index` of `record` and puts it in the registry; closes it again when that
+    /// incarnation no longer holds the name (it cannot while the caller holds the name).
     private func openPartition(_ record: TopicRecord, index: Int) async {
         // The overrides were validated when they were stored; a file edited by hand falls back to defaults.
         let configuration = (try? TopicConfiguration(overrides: record.configs))?.logConfiguration(base: defaults) ?? defaults
         var partitionLogger = logger
         partitionLogger[metadataKey: "partition"] = "\(record.name)-\(index)"
+        let result: Result<Partition, BrokerError>
         do {
             let log = try await PartitionLog.open(
                 directory: directory(topic: record.name, index: index), configuration: configuration,
                 threadPool: threadPool, logger: partitionLogger)
             if let onFlush { log.observeFlushes(onFlush) }
-            let partition = Partition(
-                topic: record.name, topicID: record.topicID, index: index,
-                leaderEpoch: record.partitions[index].leaderEpoch, log: log)
-            registry.set(.success(partition), topic: record.name, topicID: record.topicID, index: index)
+            result = .success(
+                Partition(
+                    topic: record.name, topicID: record.topicID, index: index,
+                    leaderEpoch: record.partitions[index].leaderEpoch, log: log))
         } catch {
             partitionLogger.error("the partition is offline: its log could not be opened", metadata: ["error": "\(error)"])
-            registry.set(
-                .failure(BrokerError(.storageError, "\(record.name)-\(index) is offline: \(error)")),
-                topic: record.name, topicID: record.topicID, index: index)
+            result = .failure(BrokerError(.storageError, "\(record.name)-\(index) is offline: \(error)"))
+        }
+        let placed = registry.withLifecycle {
+            $0.setPartition(result, topic: record.name, topicID: record.topicID, index: index)
+        }
+        if !placed, case .success(let partition) = result {
+            try? await partition.close()
         }
     }
 }

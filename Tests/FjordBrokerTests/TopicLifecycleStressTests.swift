@@ -1,0 +1,298 @@
+import FjordBroker
+import FjordClient
+import FjordProto
+import FjordProtocol
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+/// Clients racing topic administration on the same few names while producing and fetching:
+/// every acknowledged record of a surviving topic's current incarnation is served, the broker
+/// logs no warning or error, only the documented error codes come back, and no descriptor or
+/// mapping of a deleted file stays open.
+///
+/// `FJORD_STRESS_SCALE=n` multiplies the operations per client (default 1: 8 × 500);
+/// `FJORD_STRESS_SEED=n` picks another sequence.
+@Suite("Topic lifecycle under concurrency", .timeLimit(.minutes(20)))
+struct TopicLifecycleStressTests {
+    static let names = ["alpha", "beta", "gamma"]
+    static let clients = 8
+    static let operationsPerClient = 500
+
+    struct Ack: Sendable {
+        var topic: String
+        var partition: UInt32
+        var baseOffset: Int64
+        var values: [String]
+        var sentAt: ContinuousClock.Instant
+    }
+
+    struct Created: Sendable {
+        var topicID: String
+        var completedAt: ContinuousClock.Instant
+    }
+
+    struct ClientResult: Sendable {
+        var acks: [Ack] = []
+        var created: [Created] = []
+        var sentValues: Set<String> = []
+        var errors: [Fjord_V1_ErrorCode: Int] = [:]
+        var successes: [String: Int] = [:]
+        var unexpected: [String] = []
+    }
+
+    @Test func eightClientsRaceCreateDeleteAddPartitionsAlterProduceAndFetch() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let scale = max(1, Int(environment["FJORD_STRESS_SCALE"] ?? "") ?? 1)
+        let seed = UInt64(environment["FJORD_STRESS_SEED"] ?? "") ?? 0x11FE_C7C1E
+        let operations = Self.operationsPerClient * scale
+        let logs = CapturedLogs()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-stress-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = makeConfiguration(directory: directory) { $0.storageThreads = 2 }
+        var logger = Logger(label: "test.stress") { _ in CapturedLogs.Handler(logs: logs) }
+        logger.logLevel = .info
+        let broker = Broker(configuration: configuration, logger: logger)
+        try await broker.start()
+        let test = TestBroker(broker: broker, directory: directory)
+        let started = ContinuousClock.now
+        do {
+            let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
+                for client in 0..<Self.clients {
+                    group.addTask {
+                        try await Self.runClient(client, operations: operations, seed: seed, broker: test)
+                    }
+                }
+                var all: [ClientResult] = []
+                for try await result in group { all.append(result) }
+                return all
+            }
+            let elapsed = ContinuousClock.now - started
+            let checked = try await verify(results, broker: test)
+            var errors: [Fjord_V1_ErrorCode: Int] = [:]
+            var successes: [String: Int] = [:]
+            for result in results {
+                errors.merge(result.errors, uniquingKeysWith: +)
+                successes.merge(result.successes, uniquingKeysWith: +)
+                for problem in result.unexpected { Issue.record("\(problem)") }
+            }
+            let leaks = try await Self.openDeletedFiles(under: directory)
+            #expect(leaks.isEmpty, "descriptors or mappings of deleted files: \(leaks.prefix(10))")
+            let complaints = logs.entries.filter { $0.level >= .warning }
+            #expect(complaints.isEmpty, "the broker logged: \(complaints.prefix(10).map(\.description))")
+            // The figures for the notes (visible with `swift test --filter TopicLifecycleStress`).
+            print(
+                "stress: scale \(scale), \(Self.clients * operations) operations in \(elapsed), successes \(successes.sorted { $0.key < $1.key }), errors \(errors.map { "\($0.key.name)=\($0.value)" }.sorted()), \(checked) acknowledged records checked, \(leaks.count) open descriptors of deleted files"
+            )
+            #expect(checked > 0)
+        } catch {
+            await broker.shutdown()
+            throw error
+        }
+        await broker.shutdown()
+    }
+
+    /// One client's random sequence of operations on the shared names.
+    static func runClient(_ client: Int, operations: Int, seed: UInt64, broker: TestBroker) async throws -> ClientResult {
+        var random = TestRandom(seed: seed &+ UInt64(client) &* 0x9E37_79B9)
+        var result = ClientResult()
+        let connection = try await broker.connect()
+        var sequence = 0
+        for _ in 0..<operations {
+            let name = names[random.next(upTo: names.count)]
+            let roll = random.next(upTo: 100)
+            do {
+                switch roll {
+                case 0..<18:
+                    let partitions = UInt32(1 + random.next(upTo: 3))
+                    let info = try await createTopic(connection, name, partitions: partitions)
+                    result.created.append(Created(topicID: info.topicID, completedAt: .now))
+                    result.successes["create", default: 0] += 1
+                case 18..<30:
+                    let _: Fjord_V1_DeleteTopicResponse = try await connection.unary(
+                        .deleteTopic, Fjord_V1_DeleteTopicRequest.with { $0.name = name })
+                    result.successes["delete", default: 0] += 1
+                case 30..<38:
+                    let total = UInt32(2 + random.next(upTo: 4))
+                    let _: Fjord_V1_CreatePartitionsResponse = try await connection.unary(
+                        .createPartitions,
+                        Fjord_V1_CreatePartitionsRequest.with {
+                            $0.name = name
+                            $0.totalPartitions = total
+                        })
+                    result.successes["add-partitions", default: 0] += 1
+                case 38..<46:
+                    let settings = [
+                        ["segment.bytes": "4096"], ["flush.ms": "0"], ["retention.ms": "3600000"], ["flush.ms": "5"],
+                    ]
+                    let set = settings[random.next(upTo: settings.count)]
+                    let _: Fjord_V1_AlterTopicConfigResponse = try await connection.unary(
+                        .alterTopicConfig,
+                        Fjord_V1_AlterTopicConfigRequest.with {
+                            $0.name = name
+                            $0.set = set
+                            $0.remove = random.next(upTo: 2) == 0 ? ["segment.bytes"] : []
+                        })
+                    result.successes["alter", default: 0] += 1
+                case 46..<92:
+                    let partition = UInt32(random.next(upTo: 3))
+                    let count = 1 + random.next(upTo: 3)
+                    let values = (0..<count).map { "c\(client)-\(sequence)-\($0)" }
+                    sequence += 1
+                    result.sentValues.formUnion(values)
+                    let sentAt = ContinuousClock.now
+                    let acks = try await produce(connection, topic: name, partition: partition, batches: [makeBatch(values)])
+                    guard let ack = acks.first else {
+                        result.unexpected.append("produce to \(name)-\(partition) got no answer")
+                        continue
+                    }
+                    if ack.hasError {
+                        result.errors[ack.error.code, default: 0] += 1
+                        if !Self.expected.contains(ack.error.code) {
+                            result.unexpected.append("produce to \(name)-\(partition): \(ack.error.code.name) \(ack.error.message)")
+                        }
+                    } else {
+                        result.acks.append(
+                            Ack(topic: name, partition: partition, baseOffset: ack.baseOffset, values: values, sentAt: sentAt))
+                        result.successes["produce", default: 0] += 1
+                    }
+                default:
+                    let fetched = try await fetch(connection, topic: name, partition: UInt32(random.next(upTo: 3)), offset: 0)
+                    if fetched.hasError {
+                        result.errors[fetched.error.code, default: 0] += 1
+                        if !Self.expected.contains(fetched.error.code) {
+                            result.unexpected.append("fetch from \(name): \(fetched.error.code.name) \(fetched.error.message)")
+                        }
+                    } else {
+                        result.successes["fetch", default: 0] += 1
+                    }
+                }
+            } catch let error as FjordClientError {
+                result.errors[error.code, default: 0] += 1
+                if !Self.expected.contains(error.code) {
+                    result.unexpected.append("operation \(roll) on \(name): \(error.code.name) \(error.message)")
+                }
+            }
+        }
+        try await connection.close()
+        return result
+    }
+
+    /// The codes the races may produce; STORAGE_ERROR (a half-deleted directory) is not one.
+    static let expected: Set<Fjord_V1_ErrorCode> = [
+        .topicAlreadyExists, .unknownTopicOrPartition, .invalidPartitions, .notLeader,
+    ]
+
+    /// Checks every acknowledged record sent after the surviving incarnation of its topic was
+    /// created; returns how many records were checked.
+    func verify(_ results: [ClientResult], broker: TestBroker) async throws -> Int {
+        let connection = try await broker.connect()
+        let created = Dictionary(results.flatMap(\.created).map { ($0.topicID, $0.completedAt) }) { first, _ in first }
+        let sent = results.reduce(into: Set<String>()) { $0.formUnion($1.sentValues) }
+        var checked = 0
+        for name in Self.names {
+            let described: Fjord_V1_DescribeTopicResponse
+            do {
+                described = try await connection.unary(.describeTopic, Fjord_V1_DescribeTopicRequest.with { $0.name = name })
+            } catch let error as FjordClientError where error.code == .unknownTopicOrPartition {
+                continue  // deleted last
+            }
+            let topic = described.topic
+            let createdAt = try #require(created[topic.topicID], "topic \(name) has id \(topic.topicID), which no create returned")
+            // Every record of every partition, by offset.
+            var stored: [UInt32: [Int64: String]] = [:]
+            for partition in topic.partitions {
+                #expect(partition.leaderID >= 0, "\(name)-\(partition.partition) is offline")
+                var offset: Int64 = 0
+                var byOffset: [Int64: String] = [:]
+                while offset < partition.highWatermark {
+                    let result = try await fetch(connection, topic: name, partition: partition.partition, offset: offset)
+                    #expect(!result.hasError, "\(name)-\(partition.partition): \(result.error.message)")
+                    guard !result.hasError, !result.records.batches.isEmpty else { break }
+                    for batch in result.records.batches {
+                        for (index, record) in batch.records.enumerated() {
+                            let value = String(decoding: record.value, as: UTF8.self)
+                            #expect(sent.contains(value), "\(name)-\(partition.partition) holds \(value), which no client sent")
+                            byOffset[Int64(batch.baseOffset) + Int64(index)] = value
+                        }
+                        offset = Int64(batch.baseOffset) + Int64(batch.records.count)
+                    }
+                }
+                stored[partition.partition] = byOffset
+            }
+            for ack in results.flatMap(\.acks) where ack.topic == name && ack.sentAt > createdAt {
+                for (index, value) in ack.values.enumerated() {
+                    let offset = ack.baseOffset + Int64(index)
+                    #expect(
+                        stored[ack.partition]?[offset] == value,
+                        "\(name)-\(ack.partition) offset \(offset): acknowledged \(value), stored \(stored[ack.partition]?[offset] ?? "nothing")")
+                    checked += 1
+                }
+            }
+        }
+        try await connection.close()
+        return checked
+    }
+
+    /// Descriptors (`/proc/self/fd`) and mappings (`/proc/self/maps`) of files under `directory`
+    /// that were deleted or renamed for deletion. Released buffers are unmapped on a background
+    /// queue, so this waits up to five seconds for them to go.
+    static func openDeletedFiles(under directory: String) async throws -> [String] {
+        var leaks: [String] = []
+        for _ in 0..<50 {
+            leaks = []
+            let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            for descriptor in descriptors {
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(descriptor)"),
+                    target.contains(directory)
+                else { continue }
+                let path = target.hasSuffix(" (deleted)") ? String(target.dropLast(" (deleted)".count)) : target
+                if target.hasSuffix(" (deleted)") || target.contains(".deleted") || !FileManager.default.fileExists(atPath: path) {
+                    leaks.append("fd \(descriptor) -> \(target)")
+                }
+            }
+            let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+            for line in maps.split(separator: "\n") where line.contains(directory) && (line.contains("(deleted)") || line.contains(".deleted")) {
+                leaks.append("mapping \(line)")
+            }
+            if leaks.isEmpty { return [] }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return leaks
+    }
+}
+
+/// Log entries a broker emitted, for tests that check what it logged.
+final class CapturedLogs: Sendable {
+    struct Entry: Sendable, CustomStringConvertible {
+        var level: Logger.Level
+        var message: String
+        var metadata: String
+        var description: String { "[\(level)] \(message) \(metadata)" }
+    }
+
+    private let storage = Mutex<[Entry]>([])
+
+    var entries: [Entry] { storage.withLock { $0 } }
+
+    struct Handler: LogHandler {
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(
+            level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+            function: String, line: UInt
+        ) {
+            let all = self.metadata.merging(metadata ?? [:]) { $1 }
+            logs.storage.withLock { $0.append(Entry(level: level, message: "\(message)", metadata: "\(all)")) }
+        }
+    }
+}
