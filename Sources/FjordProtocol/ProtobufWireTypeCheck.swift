@@ -15,6 +15,7 @@ public struct ProtobufWireTypeError: Error, Sendable, Hashable, CustomStringConv
     /// The wire type it arrived with.
     public var wireType: UInt8
 
+    /// The error, for people.
     public var description: String {
         "field \(fieldNumber) of \(messageName) arrived with wire type \(wireType), which is not its declared type"
     }

@@ -3,9 +3,10 @@ import FjordClient
 import FjordProto
 import FjordProtocol
 import Foundation
+import InMemoryLogging
 import Logging
 import NIOCore
-import Synchronization
+import SwiftProtobuf
 import Testing
 
 /// Clients racing topic administration on the same few names while producing and fetching:
@@ -48,12 +49,11 @@ struct TopicLifecycleStressTests {
         let scale = max(1, Int(environment["FJORD_STRESS_SCALE"] ?? "") ?? 1)
         let seed = UInt64(environment["FJORD_STRESS_SEED"] ?? "") ?? 0x11FE_C7C1E
         let operations = Self.operationsPerClient * scale
-        let logs = CapturedLogs()
+        let logs = InMemoryLogHandler()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-stress-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let configuration = makeConfiguration(directory: directory) { $0.storageThreads = 2 }
-        var logger = Logger(label: "test.stress") { _ in CapturedLogs.Handler(logs: logs) }
-        logger.logLevel = .info
+        let logger = Logger(label: "test.stress") { _ in logs }
         let broker = Broker(configuration: configuration, logger: logger)
         try await broker.start()
         let test = TestBroker(broker: broker, directory: directory)
@@ -81,7 +81,7 @@ struct TopicLifecycleStressTests {
             let leaks = try await Self.openDeletedFiles(under: directory)
             #expect(leaks.isEmpty, "descriptors or mappings of deleted files: \(leaks.prefix(10))")
             let complaints = logs.entries.filter { $0.level >= .warning }
-            #expect(complaints.isEmpty, "the broker logged: \(complaints.prefix(10).map(\.description))")
+            #expect(complaints.isEmpty, "the broker logged: \(complaints.prefix(10).map { "[\($0.level)] \($0.message) \($0.metadata)" })")
             // The figures for the notes (visible with `swift test --filter TopicLifecycleStress`).
             print(
                 "stress: scale \(scale), \(Self.clients * operations) operations in \(elapsed), successes \(successes.sorted { $0.key < $1.key }), errors \(errors.map { "\($0.key.name)=\($0.value)" }.sorted()), \(checked) acknowledged records checked, \(leaks.count) open descriptors of deleted files"
@@ -264,35 +264,3 @@ struct TopicLifecycleStressTests {
     }
 }
 
-/// Log entries a broker emitted, for tests that check what it logged.
-final class CapturedLogs: Sendable {
-    struct Entry: Sendable, CustomStringConvertible {
-        var level: Logger.Level
-        var message: String
-        var metadata: String
-        var description: String { "[\(level)] \(message) \(metadata)" }
-    }
-
-    private let storage = Mutex<[Entry]>([])
-
-    var entries: [Entry] { storage.withLock { $0 } }
-
-    struct Handler: LogHandler {
-        let logs: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .info
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(
-            level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-            function: String, line: UInt
-        ) {
-            let all = self.metadata.merging(metadata ?? [:]) { $1 }
-            logs.storage.withLock { $0.append(Entry(level: level, message: "\(message)", metadata: "\(all)")) }
-        }
-    }
-}

@@ -21,14 +21,14 @@ struct TopicLifecycleTests {
 
     @Test func aCreatedTopicIsInvisibleUntilItsPartitionsAreOpen() throws {
         var topics = Lifecycle()
-        #expect(topics.acquire("t", waiter: 1))
+        #expect(topics.acquire("t", waiter: 1) == true)
         try topics.beginCreate(record("t", id: "a"))
         #expect(topics.phase(of: "t") == .creating)
         #expect(code(topics.partition(topic: "t", index: 0)) == .unknownTopicOrPartition)
         #expect(code(topics.record("t")) == .unknownTopicOrPartition)
         #expect(topics.liveRecords.isEmpty)
-        #expect(topics.setPartition(.success("t-0"), topic: "t", topicID: "a", index: 0))
-        #expect(topics.setPartition(.failure(BrokerError(.storageError, "bad disk")), topic: "t", topicID: "a", index: 1))
+        #expect(topics.setPartition(.success("t-0"), topic: "t", topicID: "a", index: 0) == true)
+        #expect(topics.setPartition(.failure(BrokerError(.storageError, "bad disk")), topic: "t", topicID: "a", index: 1) == true)
         try topics.finishCreate("t", topicID: "a")
         #expect(try topics.partition(topic: "t", index: 0).get() == "t-0")
         #expect(code(topics.partition(topic: "t", index: 1)) == .storageError)
@@ -40,16 +40,16 @@ struct TopicLifecycleTests {
 
     @Test func operationsOnOneNameQueueInArrivalOrderAndOtherNamesDoNotWait() {
         var topics = Lifecycle()
-        #expect(topics.acquire("t", waiter: 1))
-        #expect(!topics.acquire("t", waiter: 2))
-        #expect(!topics.acquire("t", waiter: 3))
-        #expect(topics.acquire("u", waiter: 4))
+        #expect(topics.acquire("t", waiter: 1) == true)
+        #expect(topics.acquire("t", waiter: 2) == false)
+        #expect(topics.acquire("t", waiter: 3) == false)
+        #expect(topics.acquire("u", waiter: 4) == true)
         #expect(topics.release("t") == 2)
         #expect(topics.release("t") == 3)
         #expect(topics.release("t") == nil)
         // Free again, and the entry of a name with no topic is gone.
         #expect(topics.entries["t"] == nil)
-        #expect(topics.acquire("t", waiter: 5))
+        #expect(topics.acquire("t", waiter: 5) == true)
     }
 
     @Test func aDeleteHidesTheTopicAtOnceAndHandsBackItsPartitions() throws {
@@ -69,14 +69,14 @@ struct TopicLifecycleTests {
         #expect(code(topics.partition(topic: "t", index: 0)) == .unknownTopicOrPartition)
         #expect(topics.partitionCount(topic: "t") == nil)
         // A create of the same name waits behind the delete.
-        #expect(!topics.acquire("t", waiter: 3))
+        #expect(topics.acquire("t", waiter: 3) == false)
         // A late open of the deleted incarnation is refused (its caller closes the log).
-        #expect(!topics.setPartition(.success("late"), topic: "t", topicID: "a", index: 0))
+        #expect(topics.setPartition(.success("late"), topic: "t", topicID: "a", index: 0) == false)
         topics.finishDelete("t")
         #expect(topics.release("t") == 3)
         try topics.beginCreate(record("t", id: "b", partitions: 1))
-        #expect(!topics.setPartition(.success("old"), topic: "t", topicID: "a", index: 0))
-        #expect(topics.setPartition(.success("b-0"), topic: "t", topicID: "b", index: 0))
+        #expect(topics.setPartition(.success("old"), topic: "t", topicID: "a", index: 0) == false)
+        #expect(topics.setPartition(.success("b-0"), topic: "t", topicID: "b", index: 0) == true)
         try topics.finishCreate("t", topicID: "b")
         #expect(try topics.partition(topic: "t", index: 0).get() == "b-0")
         #expect(topics.allPartitions == ["b-0"])
@@ -123,7 +123,7 @@ struct TopicLifecycleTests {
         _ = topics.acquire("t", waiter: 1)
         try topics.beginCreate(record("t", id: "a", partitions: 1))
         topics.stop()
-        #expect(!topics.setPartition(.success("a-0"), topic: "t", topicID: "a", index: 0))
+        #expect(topics.setPartition(.success("a-0"), topic: "t", topicID: "a", index: 0) == false)
         #expect { try topics.beginCreate(record("u", id: "b")) } throws: { ($0 as? BrokerError)?.code == .brokerShuttingDown }
     }
 }

@@ -35,7 +35,7 @@ final class PartitionRegistry: Sendable {
     }
 
     /// Reads or changes the lifecycle under the registry's lock (no I/O in `body`).
-    func withLifecycle<T, E: Error>(_ body: (inout TopicLifecycle<Partition>) throws(E) -> T) throws(E) -> T {
+    func withLifecycle<T: Sendable, E: Error>(_ body: (inout TopicLifecycle<Partition>) throws(E) -> T) throws(E) -> T {
         try state.withLock { state throws(E) -> T in try body(&state.lifecycle) }
     }
 

@@ -89,7 +89,7 @@ final class TopicManager: Sendable {
                 partitions: (0..<partitions).map { _ in PartitionRecord(leaderID: nodeID, leaderEpoch: 0, replicas: [nodeID]) },
                 configs: configs)
             try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.beginCreate(record) }
-            do {
+            do throws(BrokerError) {
                 try await store.create(record)
             } catch {
                 _ = registry.withLifecycle { $0.abortCreate(name, topicID: record.topicID) }
@@ -108,7 +108,7 @@ final class TopicManager: Sendable {
     func delete(name: String) async throws(BrokerError) -> TopicRecord {
         try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
             let (record, partitions) = try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.beginDelete(name) }
-            do {
+            do throws(BrokerError) {
                 _ = try await store.delete(topic: name)
             } catch {
                 registry.withLifecycle { $0.abortDelete(name) }
