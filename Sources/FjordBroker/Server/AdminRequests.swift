@@ -53,11 +53,16 @@ struct AdminRequests: Sendable {
         case .initProducerID:
             let request: Fjord_V1_InitProducerIdRequest = try decode(payload)
             var response = Fjord_V1_InitProducerIdResponse()
-            if request.producerID > 0 || (request.producerID == 0 && request.producerEpoch > 0) {
-                // An epoch bump for an id this broker handed out. Past the epoch range, a new id.
-                guard request.producerEpoch >= 0 else {
-                    throw BrokerError(.invalidRequest, "producer \(request.producerID) named epoch \(request.producerEpoch); epochs are >= 0")
+            // Ids start at 1: (-1 or 0, -1 or 0) asks for a new id; (id >= 1, epoch >= 0) for an epoch bump.
+            let asksForNewID = (request.producerID == -1 || request.producerID == 0) && (-1...0).contains(request.producerEpoch)
+            if !asksForNewID {
+                guard request.producerID >= 1, request.producerEpoch >= 0 else {
+                    throw BrokerError(
+                        .invalidRequest,
+                        "producer id \(request.producerID) with epoch \(request.producerEpoch) is neither a new-id request "
+                            + "(producer_id -1 or 0 with epoch -1 or 0) nor an epoch bump (producer_id >= 1, epoch >= 0)")
                 }
+                // An epoch bump for an id this broker handed out. Past the epoch range, a new id.
                 guard try await broker.producerIDs.mayHaveIssued(request.producerID) else {
                     throw BrokerError(
                         .unknownProducerID,
