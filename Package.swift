@@ -31,6 +31,10 @@ let package = Package(
         .library(name: "FjordStorage", targets: ["FjordStorage"]),
         .library(name: "FjordBroker", targets: ["FjordBroker"]),
         .library(name: "FjordClient", targets: ["FjordClient"]),
+        // For tools/fuzz, whose libFuzzer targets drive the decoders a remote peer reaches.
+        .library(name: "FjordWire", targets: ["FjordWire"]),
+        .library(name: "FjordProtocol", targets: ["FjordProtocol"]),
+        .library(name: "FjordProto", targets: ["FjordProto"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -82,9 +82,12 @@ public final class Broker: Sendable {
 
         // Files first, off any event loop: directories, certificates, the TLS context.
         let (tls, certificates) = try await storagePool.runIfActive { () throws -> (NIOSSLContext, DevelopmentCertificates?) in
-            try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+            // Owner only: the logs hold every client's records (existing directories keep their mode).
+            let ownerOnly: [FileAttributeKey: Any] = [.posixPermissions: 0o700]
             try FileManager.default.createDirectory(
-                atPath: dataDirectory.appending("logs").string, withIntermediateDirectories: true)
+                atPath: configuration.dataDirectory, withIntermediateDirectories: true, attributes: ownerOnly)
+            try FileManager.default.createDirectory(
+                atPath: dataDirectory.appending("logs").string, withIntermediateDirectories: true, attributes: ownerOnly)
             return try Self.makeTLSContext(configuration)
         }
         if let certificates {
@@ -109,10 +112,12 @@ public final class Broker: Sendable {
         let advertisedHost =
             configuration.advertisedHost
             ?? (["0.0.0.0", "::"].contains(configuration.listen.host) ? "localhost" : configuration.listen.host)
-        // The context names the bound port (the listen port may be 0); connections read it once
-        // they arrive, which is after it is set.
+        // The context names the bound port (the listen port may be 0), so the TLS listener binds
+        // first; but no listener accepts a connection before everything it uses exists. Listeners
+        // bind with auto-read off (a client connecting now waits in the accept backlog) and start
+        // accepting once the context is set, below.
         let contextBox = Mutex<BrokerContext?>(nil)
-        let tlsChannel = try await bind(configuration.listen, tls: tls, context: { contextBox.withLock { $0! } })
+        let tlsChannel = try await bind(configuration.listen, tls: tls, context: { contextBox.withLock { $0 } })
         let tlsAddress = tlsChannel.localAddress
         let context = BrokerContext(
             configuration: configuration, clusterID: store.clusterID, registry: registry, topics: topics,
@@ -129,15 +134,30 @@ public final class Broker: Sendable {
             plaintextAddress = channel.localAddress
             listeners.append(channel)
         }
+        for listener in listeners {
+            try await listener.setOption(.autoRead, value: true).get()
+        }
+
+        let securityWarning = configuration.securityWarning
+        if let securityWarning {
+            logger.warning("\(securityWarning)", metadata: ["plaintext.listen": "\(plaintextAddress.map { "\($0)" } ?? "-")"])
+        }
 
         var operations: OperationsServer?
         if let address = configuration.operationsListen {
             let lifecycle = self.lifecycle
+            var healthDetails = ["node_id": "\(configuration.nodeID)"]
+            if let securityWarning { healthDetails["warning"] = securityWarning }
+            let details = healthDetails
             let server = OperationsServer(
                 host: address.host, port: address.port, metrics: metrics,
-                health: { HealthStatus(isHealthy: !lifecycle.isStopping, details: ["node_id": "\(configuration.nodeID)"]) },
+                health: { HealthStatus(isHealthy: !lifecycle.isStopping, details: details) },
                 group: group, logger: logger)
-            try await server.start()
+            do { try await server.start() } catch {
+                throw BrokerStartError(
+                    message: "cannot listen for operations (/metrics, /health) on \(address): \(Self.describe(bindError: error)); "
+                        + "is another broker running there? Set `operations.listen` to a free port, or `off`")
+            }
             operations = server
         }
 
@@ -211,15 +231,20 @@ public final class Broker: Sendable {
     }
 
     private func bind(
-        _ address: BrokerConfiguration.Address, tls: NIOSSLContext?, context: @escaping @Sendable () -> BrokerContext
+        _ address: BrokerConfiguration.Address, tls: NIOSSLContext?, context: @escaping @Sendable () -> BrokerContext?
     ) async throws -> any Channel {
         let configuration = self.configuration
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
+            // Nothing is accepted until `start()` turns auto-read on, once the context exists.
+            .serverChannelOption(.autoRead, value: false)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { [self] channel in
+                // Unreachable while listeners start with auto-read off; kept so that no ordering
+                // mistake can ever crash the broker on a connection.
+                guard let brokerContext = context() else { return channel.close() }
                 let admission = admit(channel)
                 if case .refused = admission { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
@@ -231,15 +256,25 @@ public final class Broker: Sendable {
                     connectionLogger[metadataKey: "listener"] = "\(tls == nil ? "plaintext" : "tls")"
                     try sync.addHandler(
                         ConnectionHandler(
-                            broker: context(), logger: connectionLogger, usesTLS: tls != nil,
+                            broker: brokerContext, logger: connectionLogger, usesTLS: tls != nil,
                             rejection: admission == .overLimit ? tooManyConnections : nil))
                 }
             }
         do {
             return try await bootstrap.bind(host: address.host, port: address.port).get()
         } catch {
-            throw BrokerStartError(message: "cannot listen on \(address): \(error); is another broker running there? Set `listen` to a free port")
+            let key = tls == nil ? "plaintext.listen" : "listen"
+            throw BrokerStartError(
+                message: "cannot listen for \(tls == nil ? "plaintext" : "TLS") clients on \(address): \(Self.describe(bindError: error)); "
+                    + "is another broker running there? Set `\(key)` to a free port")
         }
+    }
+
+    /// The reason a listener could not bind, as an operator reads it ("Address already in use"),
+    /// rather than NIO's description of the system call.
+    static func describe(bindError error: any Error) -> String {
+        if let error = error as? IOError { return "\(String(cString: strerror(error.errnoCode))) (errno \(error.errnoCode))" }
+        return "\(error)"
     }
 
     /// What becomes of a new connection.

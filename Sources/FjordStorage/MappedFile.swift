@@ -28,7 +28,7 @@ final class MappedFile: @unchecked Sendable {
         let descriptor: FileDescriptor
         do {
             descriptor = try FileDescriptor.open(
-                path, .readWrite, options: options.union(.closeOnExec), permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                path, .readWrite, options: options.union(.closeOnExec), permissions: [.ownerReadWrite])
         } catch {
             throw StorageError.systemCall("open", error as? Errno ?? .ioError, path: path)
         }
@@ -221,7 +221,7 @@ enum FileSystem {
         var prefix = FilePath(path.root?.string ?? "")
         for component in path.components {
             prefix.append(component)
-            if mkdir(prefix.string, 0o755) != 0 {
+            if mkdir(prefix.string, 0o700) != 0 {
                 let errno = Errno(rawValue: Glibc.errno)
                 if errno != .fileExists { throw StorageError.systemCall("mkdir", errno, path: prefix) }
             }

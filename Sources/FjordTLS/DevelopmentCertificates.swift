@@ -35,8 +35,10 @@ public struct DevelopmentCertificates: Sendable, Hashable {
     /// Makes sure `directory` holds `ca.pem`, `ca-key.pem`, `server.pem` and `server-key.pem`.
     ///
     /// Creates the directory (mode 0700) if it is missing. If all four files are present they are kept as they
-    /// are (`generated == false`); otherwise a new CA and a server certificate are generated and all four
-    /// files written, replacing any that were there. The server certificate names `localhost`, this machine's
+    /// are (`generated == false`). If the CA is there but a server file is missing, a new server certificate is
+    /// issued by that CA. If `ca.pem` is missing, a new CA and server certificate are generated and all four
+    /// files written. `ca.pem` without `ca-key.pem` is refused: a new CA would break every client that trusts
+    /// the old one. The server certificate names `localhost`, this machine's
     /// host name, `127.0.0.1`, `::1` and the extra names and addresses. Blocking file I/O.
     ///
     /// - Throws: ``TLSConfigurationError`` with `unwritableFile`, `invalidArgument` (an extra IP address that
@@ -57,15 +59,33 @@ public struct DevelopmentCertificates: Sendable, Hashable {
         ]
         if paths.allSatisfy(FileIO.isRegularFile) { return result }
 
+        // Clients may already trust `ca.pem`: never replace it behind their back. The CA writes its
+        // key before its certificate, so `ca.pem` without `ca-key.pem` means the key was removed.
+        let ca: CertificateAuthority
+        let newCA: Bool
+        switch (FileIO.isRegularFile(result.caCertificatePath), FileIO.isRegularFile(result.caPrivateKeyPath)) {
+        case (true, false):
+            throw TLSConfigurationError(
+                code: .fileNotFound,
+                message: "\(result.caCertificatePath) exists but its private key \(result.caPrivateKeyPath) is missing, so no "
+                    + "server certificate can be issued that clients trusting ca.pem accept; restore ca-key.pem, or remove "
+                    + "ca.pem too to generate a new development CA (every client must then trust the new ca.pem)")
+        case (true, true):
+            // Only server files are missing: issue them again from the CA clients already trust.
+            ca = try CertificateAuthority(certificatePath: result.caCertificatePath, privateKeyPath: result.caPrivateKeyPath)
+            newCA = false
+        case (false, _):
+            ca = try CertificateAuthority.generate()
+            newCA = true
+        }
         let dnsNames = unique(["localhost"] + (hostName().map { [$0] } ?? []) + extraDNSNames)
         let ipAddresses = unique(["127.0.0.1", "::1"] + extraIPAddresses)
-        let ca = try CertificateAuthority.generate()
         let server = try ca.issueServerCertificate(
             commonName: hostName() ?? "localhost", dnsNames: dnsNames, ipAddresses: ipAddresses)
         // The server files go first: if writing stops half-way, the CA files are missing and the next call
         // generates everything again rather than keeping a server certificate no CA file vouches for.
         try server.write(to: directory, name: "server")
-        try ca.write(to: directory)
+        if newCA { try ca.write(to: directory) }
         result.generated = true
         return result
     }

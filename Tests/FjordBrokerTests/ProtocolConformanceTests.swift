@@ -61,7 +61,7 @@ struct ProtocolConformanceTests {
         }
     }
 
-    @Test(arguments: [(Int64(-5), Int32(-1)), (-1, -3), (0, -1), (-2, 0), (7, -1)])
+    @Test(arguments: [(Int64(-5), Int32(-1)), (-1, -3), (0, 1), (-2, 0), (7, -1)])
     func initProducerIdRefusesNegativeEpochsAndIds(id: Int64, epoch: Int32) async throws {
         try await withBroker { broker in
             let connection = try await broker.connect()
@@ -71,12 +71,12 @@ struct ProtocolConformanceTests {
             await #expect { let _: Fjord_V1_InitProducerIdResponse = try await connection.unary(.initProducerID, request) } throws: {
                 ($0 as? FjordClientError)?.code == .invalidRequest
             }
-            // Kafka's request for a new identity (-1, -1) and the proto3 defaults still get one.
-            for (newID, newEpoch) in [(Int64(-1), Int32(-1)), (-1, 0), (0, 0)] {
+            // Kafka's request for a new identity (-1, -1), the proto3 defaults and their mixes still get one.
+            for (newID, newEpoch) in [(Int64(-1), Int32(-1)), (-1, 0), (0, 0), (0, -1)] {
                 request.producerID = newID
                 request.producerEpoch = newEpoch
                 let response: Fjord_V1_InitProducerIdResponse = try await connection.unary(.initProducerID, request)
-                #expect(response.producerID >= 0 && response.producerEpoch == 0)
+                #expect(response.producerID >= 1 && response.producerEpoch == 0)
             }
             try await connection.close()
         }

@@ -115,3 +115,16 @@ public struct BrokerConfiguration: Sendable, Hashable {
         try TopicConfiguration(overrides: topicDefaults).logConfiguration(base: LogConfiguration())
     }
 }
+
+extension BrokerConfiguration {
+    /// A configuration that weakens what an operator asked for, said in words, or `nil`.
+    ///
+    /// Today one case: `tls.client.auth=required` with a `plaintext.listen` listener, whose clients
+    /// present no certificate at all. The broker logs this at start and shows it on `/health`
+    /// (see `docs/security.md`).
+    public var securityWarning: String? {
+        guard requireClientCertificate, plaintextListen != nil else { return nil }
+        return "plaintext.listen is set, so clients of that listener are not authenticated although tls.client.auth=required: "
+            + "client certificates are checked on the TLS listener only; unset plaintext.listen unless its network is trusted"
+    }
+}

@@ -91,7 +91,8 @@ public final class LocalMetadataStore: MetadataStore {
 
     public func reserveProducerIDs(count: Int) async throws(BrokerError) -> Range<Int64> {
         try await change { snapshot throws(BrokerError) -> Range<Int64> in
-            let first = snapshot.nextProducerID ?? 0
+            // Ids start at 1, so that 0 (the proto3 default) is never a producer's id.
+            let first = max(snapshot.nextProducerID ?? 1, 1)
             snapshot.nextProducerID = first + Int64(count)
             return first..<first + Int64(count)
         }
@@ -123,7 +124,7 @@ public final class LocalMetadataStore: MetadataStore {
         do {
             let data = try encoder.encode(snapshot)
             let descriptor = try FileDescriptor.open(
-                temporary, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite, .groupRead])
+                temporary, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite])
             try descriptor.closeAfter {
                 _ = try descriptor.writeAll(data)
                 guard fsync(descriptor.rawValue) == 0 else { throw Errno(rawValue: errno) }

@@ -24,7 +24,7 @@ actor ProducerIDAllocator {
     /// bump for any other id is refused, so a client cannot claim (and fence) ids it never got.
     func mayHaveIssued(_ id: Int64) async throws(BrokerError) -> Bool {
         if !reserved { try await reserveBlock() }
-        return id >= 0 && id < block.lowerBound
+        return id >= 1 && id < block.lowerBound
     }
 
     private func reserveBlock() async throws(BrokerError) {

@@ -52,25 +52,24 @@ struct AdminRequests: Sendable {
         case .initProducerID:
             let request: Fjord_V1_InitProducerIdRequest = try decode(payload)
             var response = Fjord_V1_InitProducerIdResponse()
-            let id = request.producerID
-            let epoch = request.producerEpoch
-            // A new identity: -1 with epoch -1 (Kafka's request) or 0, or both unset (proto3 defaults).
-            let wantsNewID = (id == -1 && (epoch == -1 || epoch == 0)) || (id == 0 && epoch == 0)
-            if !wantsNewID {
-                guard id >= 0, epoch >= 0 else {
+            // Ids start at 1: (-1 or 0, -1 or 0) asks for a new id; (id >= 1, epoch >= 0) for an epoch bump.
+            let asksForNewID = (request.producerID == -1 || request.producerID == 0) && (-1...0).contains(request.producerEpoch)
+            if !asksForNewID {
+                guard request.producerID >= 1, request.producerEpoch >= 0 else {
                     throw BrokerError(
                         .invalidRequest,
-                        "producer id \(id) with epoch \(epoch): ask for a new id with producer_id = -1 (epoch -1 or 0), or bump an id you hold with its epoch (both >= 0)")
+                        "producer id \(request.producerID) with epoch \(request.producerEpoch) is neither a new-id request "
+                            + "(producer_id -1 or 0 with epoch -1 or 0) nor an epoch bump (producer_id >= 1, epoch >= 0)")
                 }
                 // An epoch bump for an id this broker handed out. Past the epoch range, a new id.
-                guard try await broker.producerIDs.mayHaveIssued(id) else {
+                guard try await broker.producerIDs.mayHaveIssued(request.producerID) else {
                     throw BrokerError(
                         .unknownProducerID,
-                        "producer id \(id) was never handed out; ask for a new one with producer_id = -1")
+                        "producer id \(request.producerID) was never handed out; ask for a new one with producer_id = -1")
                 }
-                if epoch < Int32(Int16.max) {
-                    response.producerID = id
-                    response.producerEpoch = epoch + 1
+                if request.producerEpoch < Int32(Int16.max) {
+                    response.producerID = request.producerID
+                    response.producerEpoch = request.producerEpoch + 1
                     return try encode(response)
                 }
             }

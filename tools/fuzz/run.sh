@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tools/fuzz) with the fuzzer and address sanitizers and runs each on
+# its checked-in corpus.
+#
+#   tools/fuzz/run.sh                     every target, FJORD_FUZZ_RUNS executions each (default 200000)
+#   FJORD_FUZZ_RUNS=10000000 tools/fuzz/run.sh fuzz-produce
+#                                         one target, a long run
+#   tools/fuzz/run.sh --seeds             rewrite corpus/<target>/seed-* from the project's builders
+#
+# New inputs the fuzzer finds go to a scratch directory, not into corpus/ (add one by hand when it
+# is worth keeping). A finding leaves crash-* in the current directory and exits non-zero.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+targets=(fuzz-frames fuzz-requests fuzz-produce)
+seeds=0
+if [[ "${1:-}" == "--seeds" ]]; then seeds=1; shift; fi
+[[ $# -gt 0 ]] && targets=("$@")
+runs=${FJORD_FUZZ_RUNS:-200000}
+
+for target in "${targets[@]}"; do
+    swift build --sanitize=fuzzer --sanitize=address --product "$target" >&2
+done
+bin=$(swift build --sanitize=fuzzer --sanitize=address --show-bin-path)
+
+for target in "${targets[@]}"; do
+    if ((seeds)); then
+        FJORD_FUZZ_WRITE_SEEDS="$here/corpus/$target" "$bin/$target"
+        echo "seeds written to corpus/$target"
+        continue
+    fi
+    scratch=$(mktemp -d)
+    echo "== $target: $runs runs"
+    # -rss_limit_mb bounds memory; -max_len lets produce batches of a few KiB through.
+    log="$scratch.log"
+    status=0
+    "$bin/$target" -runs="$runs" -max_len=16384 -rss_limit_mb=2048 -print_final_stats=1 \
+        "$scratch" "$here/corpus/$target" >"$log" 2>&1 || status=$?
+    grep -E "^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|fuzz invariant" "$log" || true
+    if [[ $status -ne 0 ]]; then tail -40 "$log"; fi
+    rm -rf "$scratch" "$log"
+    if [[ $status -ne 0 ]]; then echo "$target: FINDING (exit $status)"; exit 1; fi
+done
