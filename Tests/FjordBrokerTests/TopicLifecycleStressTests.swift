@@ -14,7 +14,8 @@ import Testing
 /// logs no warning or error, only the documented error codes come back, and no descriptor or
 /// mapping of a deleted file stays open.
 ///
-/// `FJORD_STRESS_SCALE=n` multiplies the operations per client (default 1: 8 × 500);
+/// `FJORD_STRESS_SCALE=n` multiplies the operations per client (default 1: 8 × 500 racing
+/// everything, then 8 × 100 without deletes);
 /// `FJORD_STRESS_SEED=n` picks another sequence.
 @Suite("Topic lifecycle under concurrency", .timeLimit(.minutes(20)))
 struct TopicLifecycleStressTests {
@@ -59,16 +60,19 @@ struct TopicLifecycleStressTests {
         let test = TestBroker(broker: broker, directory: directory)
         let started = ContinuousClock.now
         do {
-            let results = try await withThrowingTaskGroup(of: ClientResult.self) { group in
-                for client in 0..<Self.clients {
-                    group.addTask {
-                        try await Self.runClient(client, operations: operations, seed: seed, broker: test)
-                    }
-                }
-                var all: [ClientResult] = []
-                for try await result in group { all.append(result) }
-                return all
+            // Phase 1: everything races, deletes and creates included. Phase 2: every name exists and
+            // is never deleted again, while produce races adding partitions and reconfiguration, so
+            // a large share of the acknowledged records belongs to the surviving incarnations.
+            var results = try await Self.runClients(operations: operations, seed: seed, deletes: true, broker: test)
+            let setup = try await test.connect()
+            for name in Self.names {
+                do {
+                    let info = try await createTopic(setup, name, partitions: 3)
+                    results.append(ClientResult(created: [Created(topicID: info.topicID, completedAt: .now)]))
+                } catch let error as FjordClientError where error.code == .topicAlreadyExists {}
             }
+            try await setup.close()
+            results += try await Self.runClients(operations: operations / 5, seed: seed &+ 1, deletes: false, broker: test)
             let elapsed = ContinuousClock.now - started
             let checked = try await verify(results, broker: test)
             var errors: [Fjord_V1_ErrorCode: Int] = [:]
@@ -84,7 +88,7 @@ struct TopicLifecycleStressTests {
             #expect(complaints.isEmpty, "the broker logged: \(complaints.prefix(10).map { "[\($0.level)] \($0.message) \($0.metadata)" })")
             // The figures for the notes (visible with `swift test --filter TopicLifecycleStress`).
             print(
-                "stress: scale \(scale), \(Self.clients * operations) operations in \(elapsed), successes \(successes.sorted { $0.key < $1.key }), errors \(errors.map { "\($0.key.name)=\($0.value)" }.sorted()), \(checked) acknowledged records checked, \(leaks.count) open descriptors of deleted files"
+                "stress: scale \(scale), \(Self.clients * (operations + operations / 5)) operations in \(elapsed), successes \(successes.sorted { $0.key < $1.key }), errors \(errors.map { "\($0.key.name)=\($0.value)" }.sorted()), \(checked) acknowledged records checked, \(leaks.count) open descriptors of deleted files"
             )
             #expect(checked > 0)
         } catch {
@@ -94,15 +98,32 @@ struct TopicLifecycleStressTests {
         await broker.shutdown()
     }
 
-    /// One client's random sequence of operations on the shared names.
-    static func runClient(_ client: Int, operations: Int, seed: UInt64, broker: TestBroker) async throws -> ClientResult {
+    /// Runs every client at once and returns their results.
+    static func runClients(operations: Int, seed: UInt64, deletes: Bool, broker: TestBroker) async throws -> [ClientResult] {
+        try await withThrowingTaskGroup(of: ClientResult.self) { group in
+            for client in 0..<clients {
+                group.addTask {
+                    try await runClient(client, operations: operations, seed: seed, deletes: deletes, broker: broker)
+                }
+            }
+            var all: [ClientResult] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+    }
+
+    /// One client's random sequence of operations on the shared names; without `deletes`, no
+    /// create or delete (their share goes to produce).
+    static func runClient(
+        _ client: Int, operations: Int, seed: UInt64, deletes: Bool, broker: TestBroker
+    ) async throws -> ClientResult {
         var random = TestRandom(seed: seed &+ UInt64(client) &* 0x9E37_79B9)
         var result = ClientResult()
         let connection = try await broker.connect()
         var sequence = 0
         for _ in 0..<operations {
             let name = names[random.next(upTo: names.count)]
-            let roll = random.next(upTo: 100)
+            let roll = deletes ? random.next(upTo: 100) : 20 + random.next(upTo: 80)
             do {
                 switch roll {
                 case 0..<14:
@@ -139,7 +160,7 @@ struct TopicLifecycleStressTests {
                 case 34..<92:
                     let partition = UInt32(random.next(upTo: 3))
                     let count = 1 + random.next(upTo: 3)
-                    let values = (0..<count).map { "c\(client)-\(sequence)-\($0)" }
+                    let values = (0..<count).map { "c\(client)-\(deletes ? "a" : "b")\(sequence)-\($0)" }
                     sequence += 1
                     result.sentValues.formUnion(values)
                     let sentAt = ContinuousClock.now
@@ -179,7 +200,7 @@ struct TopicLifecycleStressTests {
         // Last, every client produces to every name: what survives must serve these too.
         for name in names {
             for partition in UInt32(0)..<3 {
-                let values = (0..<3).map { "c\(client)-final-\(name)-\(partition)-\($0)" }
+                let values = (0..<3).map { "c\(client)-\(deletes ? "a" : "b")-final-\(name)-\(partition)-\($0)" }
                 result.sentValues.formUnion(values)
                 let sentAt = ContinuousClock.now
                 let acks = try await produce(connection, topic: name, partition: partition, batches: [makeBatch(values)])
