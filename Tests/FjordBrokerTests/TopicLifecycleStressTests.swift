@@ -164,7 +164,7 @@ struct TopicLifecycleStressTests {
                     sequence += 1
                     result.sentValues.formUnion(values)
                     let sentAt = ContinuousClock.now
-                    let acks = try await produce(connection, topic: name, partition: partition, batches: [makeBatch(values)])
+                    let acks = try await produce(connection, topic: name, partition: partition, batches: [makeBatch(values, timestamp: now())])
                     guard let ack = acks.first else {
                         result.unexpected.append("produce to \(name)-\(partition) got no answer")
                         continue
@@ -203,7 +203,7 @@ struct TopicLifecycleStressTests {
                 let values = (0..<3).map { "c\(client)-\(deletes ? "a" : "b")-final-\(name)-\(partition)-\($0)" }
                 result.sentValues.formUnion(values)
                 let sentAt = ContinuousClock.now
-                let acks = try await produce(connection, topic: name, partition: partition, batches: [makeBatch(values)])
+                let acks = try await produce(connection, topic: name, partition: partition, batches: [makeBatch(values, timestamp: now())])
                 guard let ack = acks.first, !ack.hasError else {
                     if let ack = acks.first, !Self.expected.contains(ack.error.code) {
                         result.unexpected.append("final produce to \(name)-\(partition): \(ack.error.code.name) \(ack.error.message)")
@@ -216,6 +216,9 @@ struct TopicLifecycleStressTests {
         try await connection.close()
         return result
     }
+
+    /// Now, in ms: records stamped with the present stay clear of `retention.ms` during the run.
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// The codes the races may produce; STORAGE_ERROR (a half-deleted directory) is not one.
     static let expected: Set<Fjord_V1_ErrorCode> = [
@@ -242,7 +245,7 @@ struct TopicLifecycleStressTests {
             var stored: [UInt32: [Int64: String]] = [:]
             for partition in topic.partitions {
                 #expect(partition.leaderID >= 0, "\(name)-\(partition.partition) is offline")
-                var offset: Int64 = 0
+                var offset = partition.logStartOffset
                 var byOffset: [Int64: String] = [:]
                 while offset < partition.highWatermark {
                     let result = try await fetch(connection, topic: name, partition: partition.partition, offset: offset)
