@@ -53,9 +53,26 @@ class Broker:
         if mutual_tls:
             args += ["--set", "tls.client.auth=required"]
         args += list(extra)
+        self._args = args
         self.log_path = os.path.join(self.dir, "broker.log")
-        self._log = open(self.log_path, "wb")
         self._log_lock = threading.Lock()
+        self._start()
+        self.ca = os.path.join(self.data, "certs", "ca.pem")
+        self.cert = self.key = None
+        if mutual_tls:
+            self.cert, self.key = make_client_cert(os.path.join(self.data, "certs"), self.dir)
+
+    def restart(self, while_stopped=None):
+        """Stops the broker (SIGTERM: a clean shutdown), calls `while_stopped()` if given, and starts
+        it again on the same data directory and certificates; `addr` changes (a new ephemeral port)."""
+        self.stop()
+        if while_stopped is not None:
+            while_stopped()
+        self._start()
+
+    def _start(self):
+        args = self._args
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.addr = None
         self._pumps = []
@@ -88,10 +105,6 @@ class Broker:
             log = self.log()
             self.cleanup()
             raise RuntimeError("broker did not report its port; log:\n" + log)
-        self.ca = os.path.join(self.data, "certs", "ca.pem")
-        self.cert = self.key = None
-        if mutual_tls:
-            self.cert, self.key = make_client_cert(os.path.join(self.data, "certs"), self.dir)
 
     def log(self):
         try:
