@@ -78,17 +78,20 @@ data="$tmp/data"
 mkdir -p "$data"
 stdbuf_cmd=()
 command -v stdbuf >/dev/null && stdbuf_cmd=(stdbuf -oL) # the broker's stdout is block-buffered in a pipe
-"${stdbuf_cmd[@]}" "$FJORD_BIN" serve --data-dir "$data" --listen 127.0.0.1:0 --operations-listen off \
-    --set tls.client.auth=required >"$tmp/broker.out" 2>"$tmp/broker.err" &
-broker_pid=$!
-port=
-for _ in $(seq 1 600); do
-    port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\) (TLS).*/\1/p' "$tmp/broker.out" | head -1)
-    [[ -z "$port" ]] && port=$(sed -n 's/.*listen\.tls=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$tmp/broker.err" | head -1)
-    [[ -n "$port" && -s "$data/certs/ca.pem" ]] && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
-done
+start_broker() { # starts the broker on $data; sets broker_pid and port (empty if it did not start)
+    "${stdbuf_cmd[@]}" "$FJORD_BIN" serve --data-dir "$data" --listen 127.0.0.1:0 --operations-listen off \
+        --set tls.client.auth=required >"$tmp/broker.out" 2>"$tmp/broker.err" &
+    broker_pid=$!
+    port=
+    for _ in $(seq 1 600); do
+        port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\) (TLS).*/\1/p' "$tmp/broker.out" | head -1)
+        [[ -z "$port" ]] && port=$(sed -n 's/.*listen\.tls=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$tmp/broker.err" | head -1)
+        [[ -n "$port" && -s "$data/certs/ca.pem" ]] && break
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+start_broker
 if [[ -z "$port" ]]; then
     not_ok "broker starts and reports its port"
     show "$tmp/broker.out"
@@ -343,22 +346,6 @@ kill -0 "$broker_pid" 2>/dev/null && ok "broker still running" || not_ok "broker
 # one bit of the middle batch's record value is flipped in the segment file, and the broker is
 # started again. fjord-consume must fail, not retriably, with the client's CRC_MISMATCH (or the
 # broker's CORRUPT_LOG where the broker verifies what it reads), and print none of that batch.
-start_broker() { # starts the broker on $data; sets broker_pid and port
-    : >"$tmp/broker.out"
-    : >"$tmp/broker.err"
-    "${stdbuf_cmd[@]}" "$FJORD_BIN" serve --data-dir "$data" --listen 127.0.0.1:0 --operations-listen off \
-        --set tls.client.auth=required >"$tmp/broker.out" 2>"$tmp/broker.err" &
-    broker_pid=$!
-    port=
-    for _ in $(seq 1 600); do
-        port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\) (TLS).*/\1/p' "$tmp/broker.out" | head -1)
-        [[ -z "$port" ]] && port=$(sed -n 's/.*listen\.tls=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$tmp/broker.err" | head -1)
-        [[ -n "$port" ]] && break
-        kill -0 "$broker_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    conn=(--broker "127.0.0.1:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem")
-}
 admin create-topic e2e-damaged 1 >/dev/null 2>&1
 for part in good:0:10 MARKER-to-damage:10:5 after:15:5; do
     IFS=: read -r word first count <<<"$part"
@@ -380,6 +367,7 @@ else
     show "$tmp/prod-dmg.err"
 fi
 start_broker
+conn=(--broker "127.0.0.1:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem")
 if [[ -z "$port" ]]; then
     not_ok "broker restarts on the damaged log"
     show "$tmp/broker.err"

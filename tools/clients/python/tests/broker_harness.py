@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -23,6 +24,21 @@ def find_fjord():
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return c
     return None
+
+
+def require_broker(**kw):
+    """A started Broker (keyword arguments as Broker's), or unittest.SkipTest when no binary exists."""
+    fjord = find_fjord()
+    if fjord is None:
+        raise unittest.SkipTest("no fjord broker binary (set FJORD_BIN, or build it to /tmp/fjord-bin/fjord "
+                                "or .build/debug/fjord): end-to-end tests skipped")
+    return Broker(fjord, **kw)
+
+
+def client_for(broker, **kw):
+    """A fjord_client.Client connected to `broker` with its CA and client certificate."""
+    from fjord_client import Client
+    return Client(broker.addr, ca=broker.ca, cert=broker.cert, key=broker.key, timeout=30, **kw)
 
 
 def make_client_cert(certs_dir, out_dir, cn="fjord-python-test"):
