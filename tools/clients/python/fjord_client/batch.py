@@ -177,7 +177,7 @@ def records_from_batch_set(topic, partition, buf, start=0, end=None, min_offset=
     Every batch is checked (decode_batch; its CRC32C unless `check_crcs` is false) and must start
     where the previous one ended (base_offset + record_count). The first batch must start at
     `expected_offset` or, with `holding=True`, hold it (protocol.md: a fetch's first batch is the
-    one holding the requested offset); None leaves the first batch unchecked. A batch that fails
+    one holding the requested offset); None (or a negative offset) leaves the first batch unchecked. A batch that fails
     raises BatchIntegrityError (CrcMismatchError, OffsetGapError) and no record of the set is
     returned. The next offset is the last batch's base_offset + record_count (protocol.md, Fetch)."""
     batches = []
@@ -190,7 +190,7 @@ def records_from_batch_set(topic, partition, buf, start=0, end=None, min_offset=
                     "%s/%s: batch at offset %d follows one that ended at %d; offsets must be contiguous"
                     % (topic, partition, b.base_offset, next_offset),
                     topic=topic, partition=partition, offset=b.base_offset, expected_offset=next_offset)
-        elif expected_offset is not None:
+        elif expected_offset is not None and expected_offset >= 0:
             if holding and not b.base_offset <= expected_offset < b.base_offset + b.record_count:
                 raise OffsetGapError(
                     "%s/%s: the first batch holds offsets %d..%d, not the requested offset %d"

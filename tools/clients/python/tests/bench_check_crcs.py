@@ -19,7 +19,7 @@ sys.path.insert(0, HERE)
 from broker_harness import Broker, find_fjord  # noqa: E402
 
 from fjord_client import Client, Record, batch  # noqa: E402
-from fjord_client import crc32c as crc_module  # noqa: E402
+from fjord_client.crc32c import IMPLEMENTATION, crc32c_python  # noqa: E402
 
 
 def read_all(client, topic, end, check_crcs):
@@ -57,9 +57,9 @@ def main():
             end = c.latest_offset("bench", 0)
             print("produced %d records of %d bytes in %.1f s" % (end, args.value_bytes, time.perf_counter() - t0))
             modes = [("check_crcs=False", False, None)]
-            if crc_module.IMPLEMENTATION != "pure python":
-                modes.append(("check_crcs=True (%s)" % crc_module.IMPLEMENTATION, True, None))
-            modes.append(("check_crcs=True (pure python)", True, crc_module.crc32c_python))
+            if IMPLEMENTATION != "pure python":
+                modes.append(("check_crcs=True (%s)" % IMPLEMENTATION, True, None))
+            modes.append(("check_crcs=True (pure python)", True, crc32c_python))
             for name, check, impl in modes:
                 saved = batch.crc32c
                 if impl is not None:
