@@ -177,9 +177,9 @@ def records_from_batch_set(topic, partition, buf, start=0, end=None, min_offset=
     Every batch is checked (decode_batch; its CRC32C unless `check_crcs` is false) and must start
     where the previous one ended (base_offset + record_count). The first batch must start at
     `expected_offset` or, with `holding=True`, hold it (protocol.md: a fetch's first batch is the
-    one holding the requested offset); None (or a negative offset) leaves the first batch unchecked. A batch that fails
-    raises BatchIntegrityError (CrcMismatchError, OffsetGapError) and no record of the set is
-    returned. The next offset is the last batch's base_offset + record_count (protocol.md, Fetch)."""
+    one holding the requested offset); None (or a negative offset) leaves the first batch
+    unchecked. A batch that fails raises BatchIntegrityError (CrcMismatchError, OffsetGapError)
+    and no record of the set is returned. The next offset is the last batch's base_offset + record_count (protocol.md, Fetch)."""
     batches = []
     next_offset = None
     for raw in split_batch_set(buf, start, end):
