@@ -676,7 +676,7 @@ int fjord_consumer_poll(fjord_consumer *k, int timeout_ms, fjord_message_set **o
                                                             s->next_offset, &checks, err);
     fjord_frame_free(f);
     if (set == NULL) {
-        /* Damaged data is not retriable: end this subscription, as an ERROR frame would. */
+        /* Damaged or unreadable data comes back the same: end this subscription, as an ERROR frame would. */
         fjord_error ignored;
         fjord_conn_send(k->conn, s->sid, FJORD_METHOD_SUBSCRIBE, FJORD_FLAG_CANCEL, NULL, 0, &ignored);
         remove_sub(k, i);
