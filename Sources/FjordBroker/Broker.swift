@@ -99,7 +99,8 @@ public final class Broker: Sendable {
             store: store, registry: registry, logsDirectory: dataDirectory.appending("logs"), threadPool: storagePool,
             defaults: logDefaults, limits: .init(maxPartitionsPerTopic: configuration.maxPartitionsPerTopic),
             nodeID: configuration.nodeID, logger: logger,
-            onFlush: { [metrics = self.metrics] nanoseconds in metrics.flushCompleted(durationNanoseconds: nanoseconds) })
+            onFlush: { [metrics = self.metrics] nanoseconds in metrics.flushCompleted(durationNanoseconds: nanoseconds) },
+            onDamage: { [metrics = self.metrics] error in metrics.storageDamageFound(lostTail: error.code == .logTailLost) })
         try await topics.loadAll()
         for partition in registry.allPartitions() {
             metrics.setLogEndOffset(topic: partition.topic, partition: partition.index, offset: partition.log.logEndOffset)

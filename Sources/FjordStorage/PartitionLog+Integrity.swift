@@ -1,0 +1,52 @@
+import FjordRecords
+import Logging
+import SystemPackage
+
+extension StorageError {
+    /// Damage found in `segment` at byte `position`, which makes offsets from `firstLostOffset`
+    /// to the segment's end unservable.
+    static func corrupt(
+        _ reason: String, segment: SegmentState, position: Int, firstLostOffset: Int64,
+        file: String = #fileID, line: Int = #line
+    ) -> StorageError {
+        let last = segment.nextOffset - 1
+        let offsets = firstLostOffset <= last ? "offsets \(firstLostOffset) to \(last)" : "offset \(firstLostOffset) on"
+        var error = StorageError(
+            code: .corruptSegment,
+            message: "damaged log data: \(reason); \(offsets) of this segment cannot be served. The partition is offline until the segment is repaired (stop the broker, run `fjord log verify` and `fjord log repair --truncate-after-damage` on the partition directory)",
+            path: segment.segment.log.path, position: position, file: file, line: line)
+        error.firstAffectedOffset = firstLostOffset
+        return error
+    }
+}
+
+extension PartitionLog {
+    /// The damage that took this log offline, or `nil` while it serves. Once set, every read and
+    /// append fails with it until the log is reopened after a repair.
+    public var fault: StorageError? { state.withLock { $0.fault } }
+
+    /// Calls `observer` once per damaged segment found by reads (or the scrubber), for metrics;
+    /// on the storage thread that found it.
+    public func observeDamage(_ observer: @escaping @Sendable (StorageError) -> Void) {
+        damageObserver.withLock { $0 = observer }
+    }
+
+    /// Takes the log offline with `error` (the first damage wins), logs it once per segment with
+    /// the file, position and offsets, tells the damage observer, and returns the error to throw.
+    func reportDamage(_ error: StorageError, in segment: LogSegment) -> StorageError {
+        let fault = state.withLock { state in
+            if state.fault == nil { state.fault = error }
+            return state.fault ?? error
+        }
+        if !segment.damageReported.exchange(true, ordering: .relaxed) {
+            logger.error(
+                "damaged log data; the partition is offline and serves nothing until it is repaired",
+                metadata: [
+                    "log.file": "\(error.path.map(\.string) ?? "")", "log.position": "\(error.position ?? -1)",
+                    "log.first_affected_offset": "\(error.firstAffectedOffset ?? -1)", "error": "\(error.message)",
+                ])
+            if let observer = damageObserver.withLock({ $0 }) { observer(error) }
+        }
+        return fault
+    }
+}
