@@ -47,6 +47,7 @@ public final class Broker: Sendable {
         var plaintextAddress: SocketAddress?
         var operations: OperationsServer?
         var retentionTask: RepeatedTask?
+        var scrubTask: RepeatedTask?
         var certificates: DevelopmentCertificates?
     }
 
@@ -166,7 +167,28 @@ public final class Broker: Sendable {
             }
         }
 
+        // The scrubber verifies, at a bounded rate, log data no reader has verified since the start.
+        let scrubBudget = Int(Int64(configuration.scrubBytesPerSecond) * configuration.scrubIntervalMilliseconds / 1000)
+        let scrubber: RepeatedTask? =
+            scrubBudget <= 0
+            ? nil
+            : group.next().scheduleRepeatedAsyncTask(
+                initialDelay: .milliseconds(configuration.scrubIntervalMilliseconds),
+                delay: .milliseconds(configuration.scrubIntervalMilliseconds)
+            ) { [registry] eventLoop in
+                eventLoop.makeFutureWithTask {
+                    var budget = scrubBudget
+                    for partition in registry.allPartitions() where !partition.isClosed && budget > 0 {
+                        // Damage is logged, counted and takes the partition offline inside the log.
+                        while budget > 0, let done = try? await partition.log.scrub(maxBytes: budget), done > 0 {
+                            budget -= done
+                        }
+                    }
+                }
+            }
+
         state.withLock { state in
+            state.scrubTask = scrubber
             state.listeners = listeners
             state.tlsAddress = tlsAddress
             state.plaintextAddress = plaintextAddress
@@ -196,6 +218,7 @@ public final class Broker: Sendable {
         logger.notice("broker stopping")
         lifecycle.beginStopping()
         retention?.cancel()
+        state.withLock { $0.scrubTask }?.cancel()
         for listener in listeners { try? await listener.close() }
         // Drain: appends already handed to the logs complete; new requests are refused meanwhile.
         let deadline = NIODeadline.now() + drainTimeout

@@ -91,6 +91,9 @@ public enum LogVerifier {
                         reason: "the segment starts at offset \(base) but the previous one ends at \(expected)"))
                 damaged = true
                 report.firstDamage = (base, 0)
+                report.bytes += size
+                progress(report.bytes, total)
+                continue
             }
             let bytes = file.bytes(0..<size)
             var iterator = FramedBatchIterator(bytes)
@@ -109,7 +112,7 @@ public enum LogVerifier {
                 segmentExpected = framed.batch.lastOffset + 1
                 epoch = framed.batch.header.partitionLeaderEpoch
                 valid = framed.end
-                if !damaged { report.batches += 1 }
+                report.batches += 1
             }
             if valid < size, !damaged {
                 let reason: String
@@ -122,10 +125,9 @@ public enum LogVerifier {
                 report.firstDamage = (base, valid)
                 damaged = true
             }
-            if !damaged {
-                expected = segmentExpected
-                report.problems += checkIndexes(directory: directory, base: base, log: bytes)
-            }
+            // The valid prefix ends at the damaged batch, if any.
+            expected = segmentExpected
+            if !damaged { report.problems += checkIndexes(directory: directory, base: base, log: bytes) }
             report.bytes += size
             progress(report.bytes, total)
         }

@@ -50,3 +50,51 @@ extension PartitionLog {
         return fault
     }
 }
+
+extension PartitionLog {
+    /// Verifies up to about `maxBytes` of batches nobody has read since the log was opened, oldest
+    /// segment first, on the thread pool: the background scrubber's step (`log.scrub.*`). Damage
+    /// takes the log offline as a read would.
+    ///
+    /// - Returns: the bytes verified; 0 once every segment is verified (or the log is offline).
+    @discardableResult
+    public func scrub(maxBytes: Int) async throws(StorageError) -> Int {
+        try await Self.onPool(threadPool) { [self] () throws(StorageError) in try scrubBlocking(maxBytes: maxBytes) }
+    }
+
+    /// Like ``scrub(maxBytes:)`` on the calling thread. Never call it on an event loop.
+    public func scrubBlocking(maxBytes: Int) throws(StorageError) -> Int {
+        let segments: [SegmentState]? = state.withLock { $0.fault == nil && !$0.closed ? $0.segments : nil }
+        guard let segments else { return 0 }
+        for segment in segments {
+            let known = segment.segment.verified.withLock { $0 }
+            if known.lower == 0 && known.upper >= segment.size { continue }
+            // Continue the range that starts at the segment's start, else start one there.
+            let from = known.lower == 0 ? known.upper : 0
+            var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<segment.size), from: from)
+            var end = from
+            while end - from < maxBytes, let framed = iterator.next() { end = framed.end }
+            if end == from {
+                // Not even one frame parses here: the verification below reports why.
+                end = segment.size
+            }
+            let location = Location(position: from, baseOffset: known.lower == 0 ? known.nextOffset : segment.baseOffset,
+                previousEpoch: known.lower == 0 ? known.lastEpoch : nil)
+            do {
+                try Self.verify(from..<end, in: segment, location: location)
+                if end == segment.size {
+                    let next = segment.segment.verified.withLock { $0.nextOffset }
+                    if next != segment.nextOffset {
+                        throw StorageError.corrupt(
+                            "the segment's last batch ends at offset \(next) but the log expects \(segment.nextOffset)",
+                            segment: segment, position: end, firstLostOffset: next)
+                    }
+                }
+            } catch let error where error.code == .corruptSegment {
+                throw reportDamage(error, in: segment.segment)
+            }
+            return end - from
+        }
+        return 0
+    }
+}

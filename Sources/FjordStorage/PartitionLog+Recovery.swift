@@ -135,13 +135,15 @@ struct Recovery {
             var result = try scanner.scan(segment, fileSize: fileSize, writeIndexes: true)
             if let damage = result.damage {
                 if result.state.nextOffset < recoveryPoint {
-                    throw StorageError(
+                    throw StorageError.damaged(
+                        result.state.nextOffset,
                         code: .corruptSegment,
                         message: "\(damage.reason) at offset \(result.state.nextOffset), below the recovery point \(recoveryPoint) (fsynced data, so not a torn write). The partition cannot be opened until the segment is repaired (`fjord log verify`, `fjord log repair --truncate-after-damage`)",
                         path: segment.log.path, position: damage.position)
                 }
                 if !isLast || result.validDataAfterDamage {
-                    throw StorageError(
+                    throw StorageError.damaged(
+                        result.state.nextOffset,
                         code: .corruptSegment,
                         message: "\(damage.reason); valid data follows, so this is not a torn write. The partition cannot be opened until the segment is repaired (`fjord log verify`, `fjord log repair --truncate-after-damage`)",
                         path: segment.log.path, position: damage.position)
@@ -168,7 +170,8 @@ struct Recovery {
         logger.info("rebuilding index", metadata: ["log.file": "\(segment.log.path)"])
         let result = try scanner.scan(segment, fileSize: fileSize, writeIndexes: true)
         if let damage = result.damage {
-            throw StorageError(
+            throw StorageError.damaged(
+                result.state.nextOffset,
                 code: .corruptSegment, message: "\(damage.reason) (found while rebuilding its index)",
                 path: segment.log.path, position: damage.position)
         }
@@ -263,5 +266,16 @@ struct Recovery {
         let lines = text.split(separator: "\n")
         guard lines.count >= 2, lines[0] == "1" else { return nil }
         return Int64(lines[1])
+    }
+}
+
+extension StorageError {
+    /// A `corruptSegment` error found at open, whose first unservable offset is `firstAffectedOffset`.
+    static func damaged(
+        _ firstAffectedOffset: Int64, code: Code, message: String, path: FilePath, position: Int
+    ) -> StorageError {
+        var error = StorageError(code: code, message: message, path: path, position: position)
+        error.firstAffectedOffset = firstAffectedOffset
+        return error
     }
 }
