@@ -684,13 +684,13 @@ public final class PartitionLog: Sendable {
             expected = batch.lastOffset + 1
             previousEpoch = batch.header.partitionLeaderEpoch
         }
-        let reason: String
-        let position: Int
-        switch iterator.stopReason {
-        case .malformed(let at): (reason, position) = ("no batch frame at this position", at)
-        case .truncated(let at): (reason, position) = ("a batch frame runs past the segment's end", at)
-        default: (reason, position) = ("the segment ends at offset \(expected) but the log holds offsets up to \(segment.nextOffset - 1)", segment.size)
-        }
+        let (reason, position): (String, Int) =
+            switch iterator.stopReason {
+            case .malformed(let at): ("no batch frame at this position", at)
+            case .truncated(let at): ("a batch frame runs past the segment's end", at)
+            default:
+                ("the segment ends at offset \(expected) but the log holds offsets up to \(segment.nextOffset - 1)", segment.size)
+            }
         throw StorageError.corrupt(reason, segment: segment, position: position, firstLostOffset: expected)
     }
 
@@ -712,8 +712,10 @@ public final class PartitionLog: Sendable {
         }
         if end == start {
             // Not even one whole frame: the damage is at `start`.
-            let reason = if case .truncated = iterator.stopReason { "a batch frame runs past the segment's end" } else {
-                "no batch frame at this position"
+            let reason: String
+            switch iterator.stopReason {
+            case .truncated: reason = "a batch frame runs past the segment's end"
+            default: reason = "no batch frame at this position"
             }
             throw StorageError.corrupt(reason, segment: segment, position: start, firstLostOffset: location.baseOffset)
         }
@@ -734,14 +736,10 @@ public final class PartitionLog: Sendable {
         let known = segment.segment.verified.withLock { $0 }
         if known.covers(range) { return }
         // Continue from the verified range when the read starts inside it, else from the read's start.
-        let from: Int
-        let expected: Int64
-        let epoch: Int32?
-        if known.lower <= range.lowerBound && range.lowerBound <= known.upper {
-            (from, expected, epoch) = (known.upper, known.nextOffset, known.lastEpoch)
-        } else {
-            (from, expected, epoch) = (range.lowerBound, location.baseOffset, location.previousEpoch)
-        }
+        let continues = known.lower <= range.lowerBound && range.lowerBound <= known.upper
+        let from = continues ? known.upper : range.lowerBound
+        let expected = continues ? known.nextOffset : location.baseOffset
+        let epoch = continues ? known.lastEpoch : location.previousEpoch
         let file = segment.segment.log
         guard file.populate(from..<range.upperBound) else {
             throw StorageError(

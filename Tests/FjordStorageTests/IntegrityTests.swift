@@ -258,4 +258,43 @@ import Testing
             try await reopened.close()
         }
     }
+
+    @Test func scrubberVerifiesWhatNobodyReadsAndFindsDamage() async throws {
+        try await inTemporaryDirectory { root in
+            let directory = root.appending("log")
+            let log = try await writeLog(directory)
+            let bases = log.segmentBaseOffsets
+            let size = log.sizeInBytes
+            try await log.close()
+
+            // A sound log: the scrubber verifies every byte once, then has nothing left to do.
+            let sound = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
+            var verified = 0
+            while true {
+                let done = try await sound.scrub(maxBytes: 1000)
+                if done == 0 { break }
+                verified += done
+            }
+            // A clean open scans nothing, so every byte was left to verify.
+            #expect(verified == size)
+            #expect(try await sound.scrub(maxBytes: 1 << 20) == 0)
+            try await sound.close()
+
+            let path = segmentPath(directory, bases[2])
+            var data = try Data(contentsOf: URL(fileURLWithPath: path))
+            let frames = try framePositions(data)
+            Damage.flippedRecordBit.apply(to: &data, frame: frames[3])
+            try data.write(to: URL(fileURLWithPath: path))
+            let damaged = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
+            let error = try await #require(throws: StorageError.self) {
+                while try await damaged.scrub(maxBytes: 1000) > 0 {}
+            }
+            #expect(error.code == .corruptSegment)
+            #expect(error.path?.string == path)
+            #expect(error.position == frames[3])
+            #expect(damaged.fault?.code == .corruptSegment)
+            #expect(try await damaged.scrub(maxBytes: 1000) == 0)
+            try await damaged.close()
+        }
+    }
 }
