@@ -169,14 +169,15 @@ public final class Broker: Sendable {
 
         // The scrubber verifies, at a bounded rate, log data no reader has verified since the start.
         let scrubBudget = Int(Int64(configuration.scrubBytesPerSecond) * configuration.scrubIntervalMilliseconds / 1000)
+        let scrubLoop = group.next()
         let scrubber: RepeatedTask? =
             scrubBudget <= 0
             ? nil
-            : group.next().scheduleRepeatedAsyncTask(
+            : scrubLoop.scheduleRepeatedAsyncTask(
                 initialDelay: .milliseconds(configuration.scrubIntervalMilliseconds),
                 delay: .milliseconds(configuration.scrubIntervalMilliseconds)
-            ) { [registry] eventLoop in
-                eventLoop.makeFutureWithTask {
+            ) { [registry] _ in
+                scrubLoop.makeFutureWithTask {
                     var budget = scrubBudget
                     for partition in registry.allPartitions() where !partition.isClosed && budget > 0 {
                         // Damage is logged, counted and takes the partition offline inside the log.

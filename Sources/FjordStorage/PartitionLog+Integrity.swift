@@ -1,5 +1,6 @@
 import FjordRecords
 import Logging
+import Synchronization
 import SystemPackage
 
 extension StorageError {
@@ -80,7 +81,7 @@ extension PartitionLog {
             }
             let location = Location(position: from, baseOffset: known.lower == 0 ? known.nextOffset : segment.baseOffset,
                 previousEpoch: known.lower == 0 ? known.lastEpoch : nil)
-            do {
+            do throws(StorageError) {
                 try Self.verify(from..<end, in: segment, location: location)
                 if end == segment.size {
                     let next = segment.segment.verified.withLock { $0.nextOffset }

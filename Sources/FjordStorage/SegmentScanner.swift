@@ -1,5 +1,6 @@
 import FjordRecords
 import Logging
+import Synchronization
 import SystemPackage
 
 /// Walks a segment's log file batch by batch: recovery validates and re-indexes with it, and the

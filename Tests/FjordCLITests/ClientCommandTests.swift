@@ -182,11 +182,11 @@ func withServeProcess(
         "--log-level", "warning",
     ] + extra
     let output = dataDirectory.deletingLastPathComponent().appendingPathComponent("serve-\(UUID().uuidString).out")
-    FileManager.default.createFile(atPath: output.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: output) }
     process.standardOutput = try FileHandle(forWritingTo: output)
     if let logFile {
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         process.standardError = try FileHandle(forWritingTo: logFile)
     } else {
         process.standardError = FileHandle.nullDevice

@@ -95,7 +95,7 @@ import Testing
             let reopened: PartitionLog
             do {
                 reopened = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
-            } catch {
+            } catch let error as StorageError {
                 // Damage the open happens to see (a segment whose index no longer matches is rescanned)
                 // is reported there, and nothing is served.
                 #expect(error.code == .corruptSegment)
