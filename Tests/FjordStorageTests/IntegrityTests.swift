@@ -77,7 +77,7 @@ import Testing
             let directory = root.appending("log")
             let log = try await writeLog(directory)
             let bases = log.segmentBaseOffsets
-            #expect(bases.count >= 4)
+            #expect(bases.count >= 3)
             try await log.close()
             if afterCrash {
                 // kill -9 after everything was fsynced: the scan starts at the recovery point (the end).
