@@ -27,12 +27,14 @@ import Testing
             let segments1 = try segmentFiles(shortenedDirectory)
             try #require(segments0.count >= 2 && segments1.count >= 2)
 
-            // Partition 0: a flipped bit in the records of the second batch of its oldest segment.
+            // Partition 0: a flipped bit in the records of the last batch of its oldest segment.
             var bytes = try Data(contentsOf: segments0[0])
             let frames = framePositions(bytes)
-            bytes[frames[1] + BatchFraming.prefixSize + RecordBatchLayout.headerSize + 20] ^= 0x08
+            try #require(frames.count >= 2, "the oldest segment holds \(frames.count) batches")
+            let target = frames.count - 1
+            bytes[frames[target] + BatchFraming.prefixSize + RecordBatchLayout.headerSize + 20] ^= 0x08
             try bytes.write(to: segments0[0])
-            let servable0 = try firstOffset(ofFrame: 1, in: bytes)
+            let servable0 = try firstOffset(ofFrame: target, in: bytes)
             // Partition 1: its last segment cut exactly at its last batch boundary.
             let last = try #require(segments1.last)
             let lastBytes = try Data(contentsOf: last)
@@ -41,7 +43,7 @@ import Testing
 
             let verify = try runFjord(["log", "verify", damagedDirectory.path, shortenedDirectory.path])
             #expect(verify.status == 1)
-            #expect(verify.output.contains("DAMAGED \(segments0[0].path) at byte \(frames[1])"))
+            #expect(verify.output.contains("DAMAGED \(segments0[0].path) at byte \(frames[target])"), "\(verify.output)")
             #expect(verify.output.contains("lost tail"))
 
             let brokerLog = directory.appendingPathComponent("serve.log")
