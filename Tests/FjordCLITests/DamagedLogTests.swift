@@ -9,7 +9,7 @@ import Testing
     @Test func damagedAndShortenedLogsAreReportedNeverServedAndRepairable() async throws {
         try await withTemporaryDirectory { directory in
             let data = directory.appendingPathComponent("data")
-            let lines = (0..<3000).map { i in "k\(i):" + "value-\(String(format: "%05d", i))-" + String(repeating: "x", count: 80) }
+            let lines = (0..<6000).map { i in "k\(i):" + "value-\(String(format: "%05d", i))-" + String(repeating: "x", count: 80) }
             try await withServeProcess(dataDirectory: data) { broker in
                 let create = try runFjord(
                     ["topics", "create", "t", "--partitions", "2", "--config", "segment.bytes=65536"] + broker.flags)
@@ -25,16 +25,17 @@ import Testing
             let shortenedDirectory = logs.appendingPathComponent("t-1")
             let segments0 = try segmentFiles(damagedDirectory)
             let segments1 = try segmentFiles(shortenedDirectory)
-            try #require(segments0.count >= 2 && segments1.count >= 2)
+            try #require(segments0.count >= 3 && segments1.count >= 2)
 
-            // Partition 0: a flipped bit in the records of the last batch of its oldest segment.
-            var bytes = try Data(contentsOf: segments0[0])
+            // Partition 0: a flipped bit in the records of the last batch of an old segment (not the first).
+            let damagedSegment = segments0[segments0.count - 2]
+            var bytes = try Data(contentsOf: damagedSegment)
             let frames = framePositions(bytes)
-            try #require(frames.count >= 2, "the oldest segment holds \(frames.count) batches")
             let target = frames.count - 1
             bytes[frames[target] + BatchFraming.prefixSize + RecordBatchLayout.headerSize + 20] ^= 0x08
-            try bytes.write(to: segments0[0])
+            try bytes.write(to: damagedSegment)
             let servable0 = try firstOffset(ofFrame: target, in: bytes)
+            #expect(servable0 > 0)
             // Partition 1: its last segment cut exactly at its last batch boundary.
             let last = try #require(segments1.last)
             let lastBytes = try Data(contentsOf: last)
@@ -43,7 +44,7 @@ import Testing
 
             let verify = try runFjord(["log", "verify", damagedDirectory.path, shortenedDirectory.path])
             #expect(verify.status == 1)
-            #expect(verify.output.contains("DAMAGED \(segments0[0].path) at byte \(frames[target])"), "\(verify.output)")
+            #expect(verify.output.contains("DAMAGED \(damagedSegment.path) at byte \(frames[target])"), "\(verify.output)")
             #expect(verify.output.contains("lost tail"))
 
             let brokerLog = directory.appendingPathComponent("serve.log")
@@ -52,7 +53,7 @@ import Testing
                     ["consume", "t", "--partition", "0", "--from-beginning", "--timeout-ms", "5000"] + broker.flags)
                 #expect(consumed.status != 0)
                 #expect(consumed.error.contains("CORRUPT_LOG"), "\(consumed.error)")
-                #expect(consumed.error.contains(segments0[0].lastPathComponent))
+                #expect(consumed.error.contains(damagedSegment.lastPathComponent))
                 // Whatever was served came before the damaged batch, unchanged.
                 let served = consumed.output.split(separator: "\n").map(String.init)
                 #expect(served.count <= servable0)
@@ -66,12 +67,12 @@ import Testing
             }
             let log = try String(contentsOf: brokerLog, encoding: .utf8)
             #expect(log.contains("damaged log data"))
-            #expect(log.contains(segments0[0].path))
+            #expect(log.contains(damagedSegment.path))
 
             // The operator repairs both partitions; nothing is deleted silently.
             let repair = try runFjord(["log", "repair", damagedDirectory.path, "--truncate-after-damage"])
             #expect(repair.status == 0, "\(repair.error)")
-            #expect(FileManager.default.fileExists(atPath: segments0[0].path + ".damaged"))
+            #expect(FileManager.default.fileExists(atPath: damagedSegment.path + ".damaged"))
             let accept = try runFjord(["log", "repair", shortenedDirectory.path, "--accept-lost-tail"])
             #expect(accept.status == 0, "\(accept.error)")
             let verified = try runFjord(["log", "verify", damagedDirectory.path, shortenedDirectory.path])
