@@ -47,6 +47,21 @@ import Testing
         directory.appending(String(format: "%020lld.log", base)).string
     }
 
+    /// Writes the log, stops it (cleanly, or as after kill -9 once everything was fsynced) and
+    /// flips a bit in its last batch; returns the segment's path, damaged bytes and frame positions.
+    func writeLogAndDamageItsLastBatch(_ directory: FilePath, crash: Bool) async throws -> (String, Data, [Int]) {
+        let log = try await writeLog(directory)
+        let last = try #require(log.segmentBaseOffsets.last)
+        try await log.close()
+        if crash { try FileManager.default.removeItem(atPath: directory.appending(".clean-shutdown").string) }
+        let path = segmentPath(directory, last)
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let frames = try framePositions(data)
+        Damage.flippedRecordBit.apply(to: &data, frame: frames[frames.count - 1])
+        try data.write(to: URL(fileURLWithPath: path))
+        return (path, data, frames)
+    }
+
     /// Reads from the start until an error; returns the values read and the error.
     func readUntilError(_ log: PartitionLog) async -> ([String], StorageError?) {
         var result: [String] = []
@@ -126,15 +141,7 @@ import Testing
     @Test func damageInTheLastSegmentAfterACleanStopIsNeverServed() async throws {
         try await inTemporaryDirectory { root in
             let directory = root.appending("log")
-            let log = try await writeLog(directory)
-            let last = try #require(log.segmentBaseOffsets.last)
-            try await log.close()
-            let path = segmentPath(directory, last)
-            var data = try Data(contentsOf: URL(fileURLWithPath: path))
-            let frames = try framePositions(data)
-            Damage.flippedRecordBit.apply(to: &data, frame: frames[frames.count - 1])
-            try data.write(to: URL(fileURLWithPath: path))
-
+            _ = try await writeLogAndDamageItsLastBatch(directory, crash: false)
             let reopened = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
             let (served, error) = await readUntilError(reopened)
             #expect(served == (0..<served.count).map { "value-\($0)" })
@@ -197,15 +204,7 @@ import Testing
     @Test func damageBelowTheRecoveryPointInTheLastSegmentIsNotTruncatedAway() async throws {
         try await inTemporaryDirectory { root in
             let directory = root.appending("log")
-            let log = try await writeLog(directory)
-            let last = try #require(log.segmentBaseOffsets.last)
-            try await log.close()
-            try FileManager.default.removeItem(atPath: directory.appending(".clean-shutdown").string)
-            let path = segmentPath(directory, last)
-            var data = try Data(contentsOf: URL(fileURLWithPath: path))
-            let frames = try framePositions(data)
-            Damage.flippedRecordBit.apply(to: &data, frame: frames[frames.count - 1])
-            try data.write(to: URL(fileURLWithPath: path))
+            let (path, data, frames) = try await writeLogAndDamageItsLastBatch(directory, crash: true)
 
             let error = try await #require(throws: StorageError.self) {
                 _ = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
