@@ -24,13 +24,17 @@ actor TopicManager {
     private var topics: [String: TopicRecord] = [:]
     /// Given to every partition log it opens (flush latency metrics).
     private let onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)?
+    /// Told about damaged data in a partition log (found at open or by a read), for metrics.
+    private let onDamage: (@Sendable (StorageError) -> Void)?
 
     init(
         store: any MetadataStore, registry: PartitionRegistry, logsDirectory: FilePath, threadPool: NIOThreadPool,
         defaults: LogConfiguration, limits: Limits, nodeID: Int32, logger: Logger,
-        onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)? = nil
+        onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)? = nil,
+        onDamage: (@Sendable (StorageError) -> Void)? = nil
     ) {
         self.onFlush = onFlush
+        self.onDamage = onDamage
         self.store = store
         self.registry = registry
         self.logsDirectory = logsDirectory
@@ -170,14 +174,16 @@ actor TopicManager {
                 directory: directory(topic: record.name, index: index), configuration: configuration,
                 threadPool: threadPool, logger: partitionLogger)
             if let onFlush { log.observeFlushes(onFlush) }
+            if let onDamage { log.observeDamage(onDamage) }
             let partition = Partition(
                 topic: record.name, topicID: record.topicID, index: index,
                 leaderEpoch: record.partitions[index].leaderEpoch, log: log)
             registry.set(.success(partition), topic: record.name, topicID: record.topicID, index: index)
         } catch {
             partitionLogger.error("the partition is offline: its log could not be opened", metadata: ["error": "\(error)"])
+            if error.code == .corruptSegment || error.code == .logTailLost { onDamage?(error) }
             registry.set(
-                .failure(BrokerError(.storageError, "\(record.name)-\(index) is offline: \(error)")),
+                .failure(BrokerError(offline: error, topic: record.name, partition: index)),
                 topic: record.name, topicID: record.topicID, index: index)
         }
     }
