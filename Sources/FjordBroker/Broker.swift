@@ -47,6 +47,7 @@ public final class Broker: Sendable {
         var plaintextAddress: SocketAddress?
         var operations: OperationsServer?
         var retentionTask: RepeatedTask?
+        var scrubTask: RepeatedTask?
         var certificates: DevelopmentCertificates?
     }
 
@@ -102,7 +103,8 @@ public final class Broker: Sendable {
             store: store, registry: registry, logsDirectory: dataDirectory.appending("logs"), threadPool: storagePool,
             defaults: logDefaults, limits: .init(maxPartitionsPerTopic: configuration.maxPartitionsPerTopic),
             nodeID: configuration.nodeID, logger: logger,
-            onFlush: { [metrics = self.metrics] nanoseconds in metrics.flushCompleted(durationNanoseconds: nanoseconds) })
+            onFlush: { [metrics = self.metrics] nanoseconds in metrics.flushCompleted(durationNanoseconds: nanoseconds) },
+            onDamage: { [metrics = self.metrics] error in metrics.storageDamageFound(lostTail: error.code == .logTailLost) })
         try await topics.loadAll()
         for partition in registry.allPartitions() {
             metrics.setLogEndOffset(topic: partition.topic, partition: partition.index, offset: partition.log.logEndOffset)
@@ -185,7 +187,29 @@ public final class Broker: Sendable {
             }
         }
 
+        // The scrubber verifies, at a bounded rate, log data no reader has verified since the start.
+        let scrubBudget = Int(Int64(configuration.scrubBytesPerSecond) * configuration.scrubIntervalMilliseconds / 1000)
+        let scrubLoop = group.next()
+        let scrubber: RepeatedTask? =
+            scrubBudget <= 0
+            ? nil
+            : scrubLoop.scheduleRepeatedAsyncTask(
+                initialDelay: .milliseconds(configuration.scrubIntervalMilliseconds),
+                delay: .milliseconds(configuration.scrubIntervalMilliseconds)
+            ) { [registry] _ in
+                scrubLoop.makeFutureWithTask {
+                    var budget = scrubBudget
+                    for partition in registry.allPartitions() where !partition.isClosed && budget > 0 {
+                        // Damage is logged, counted and takes the partition offline inside the log.
+                        while budget > 0, let done = try? await partition.log.scrub(maxBytes: budget), done > 0 {
+                            budget -= done
+                        }
+                    }
+                }
+            }
+
         state.withLock { state in
+            state.scrubTask = scrubber
             state.listeners = listeners
             state.tlsAddress = tlsAddress
             state.plaintextAddress = plaintextAddress
@@ -215,6 +239,7 @@ public final class Broker: Sendable {
         logger.notice("broker stopping")
         lifecycle.beginStopping()
         retention?.cancel()
+        state.withLock { $0.scrubTask }?.cancel()
         for listener in listeners { try? await listener.close() }
         // Drain: appends already handed to the logs complete; new requests are refused meanwhile.
         let deadline = NIODeadline.now() + drainTimeout

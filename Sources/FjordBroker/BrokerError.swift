@@ -65,8 +65,21 @@ extension BrokerError {
                 .notLeader,
                 "\(what): the partition's log was closed (topic deleted or reconfigured, or the broker is stopping); refresh metadata and retry"
             )
+        case .corruptSegment:
+            self.init(.corruptLog, "\(what) is offline: \(error)")
+        case .logTailLost:
+            self.init(.logTailLost, "\(what) is offline: \(error)")
         default:
             self.init(.storageError, "\(what): \(error)")
+        }
+    }
+
+    /// The error a partition whose log could not be opened answers with: damage and lost tails
+    /// keep their own (non-retriable) codes, anything else is a retriable `STORAGE_ERROR`.
+    init(offline error: StorageError, topic: String, partition: Int) {
+        switch error.code {
+        case .corruptSegment, .logTailLost: self.init(error, topic: topic, partition: partition)
+        default: self.init(.storageError, "\(topic)-\(partition) is offline: \(error)")
         }
     }
 }

@@ -45,6 +45,8 @@ extension Fjord_V1_ErrorCode {
         case .offsetOutOfRange: "OFFSET_OUT_OF_RANGE"
         case .diskFull: "DISK_FULL"
         case .storageError: "STORAGE_ERROR"
+        case .corruptLog: "CORRUPT_LOG"
+        case .logTailLost: "LOG_TAIL_LOST"
         case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
         }
     }

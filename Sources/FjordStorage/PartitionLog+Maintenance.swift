@@ -94,12 +94,13 @@ extension PartitionLog {
             try segment.log.truncate(to: 0)
             replacement = SegmentState(segment: segment)
         } else {
-            guard let (position, batchBase) = try Self.position(of: offset, in: target), batchBase == offset else {
+            guard let location = try Self.locate(offset, in: target), location.baseOffset == offset else {
                 throw StorageError(
                     code: .invalidArgument, message: "offset \(offset) is not the first offset of a batch; truncate to a batch boundary")
             }
             let logName = LogSegment.fileName(target.baseOffset, LogSegment.logSuffix)
             let temporary = directory.appending(logName + ".truncating")
+            let position = location.position
             _ = try FileSystem.copyPrefix(of: target.segment.log, length: position, to: temporary)
             try FileSystem.rename(temporary, to: target.segment.log.path)
             let segment = try LogSegment(
@@ -152,7 +153,9 @@ extension PartitionLog {
         producers.expire(before: clock() - configuration.producerIDExpirationMilliseconds)
         try ProducerStateLoader(directory: directory, configuration: configuration, logger: logger)
             .writeSnapshot(producers, offset: logEnd)
-        try FileSystem.writeAtomically("1\n", to: directory.appending(Self.cleanShutdownFile), directory: directory)
+        // The marker records the end, so the next open notices a log that came back shorter.
+        try FileSystem.writeAtomically(
+            "1\n\(logEnd)\n", to: directory.appending(Self.cleanShutdownFile), directory: directory)
         logger.info("closed log", metadata: ["log.directory": "\(directory)", "log.end_offset": "\(logEnd)"])
     }
 
@@ -162,10 +165,10 @@ extension PartitionLog {
         evenIfClosed: Bool = false, _ body: @escaping @Sendable () throws(StorageError) -> T
     ) async throws(StorageError) -> T {
         let result: Result<T, StorageError> = await withCheckedContinuation { continuation in
-            let queued = enqueue(
+            let outcome = enqueue(
                 .barrier { continuation.resume(returning: Result { () throws(StorageError) in try body() }) },
                 evenIfClosed: evenIfClosed)
-            if !queued {
+            if case .closed = outcome {
                 continuation.resume(
                     returning: .failure(StorageError(code: .logClosed, message: "the log at \(directory) is closed")))
             }

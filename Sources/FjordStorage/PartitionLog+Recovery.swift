@@ -69,11 +69,13 @@ struct Recovery {
 
         let markerPath = directory.appending(PartitionLog.cleanShutdownFile)
         let clean = FileSystem.exists(markerPath)
-        var recoveryPoint = Self.readRecoveryPoint(directory.appending(PartitionLog.recoveryPointFile)) ?? 0
+        let recordedEnd = clean ? Self.readRecordedEnd(markerPath) : nil
+        let recoveryPoint = Self.readRecoveryPoint(directory.appending(PartitionLog.recoveryPointFile)) ?? 0
 
         if bases.isEmpty {
+            // A new log (no recovery point yet), or one whose files all vanished (then the check
+            // below reports the lost tail).
             bases = [0]
-            recoveryPoint = 0
         }
         var segments: [SegmentState] = []
         let scanner = SegmentScanner(configuration: configuration)
@@ -85,6 +87,21 @@ struct Recovery {
             segments.append(state)
         }
 
+        // A log that ends below what it had made durable lost acknowledged records: report it and
+        // stay offline (the marker stays, so the next start finds the same) until an operator accepts it.
+        let end = segments[segments.count - 1].nextOffset
+        let durableEnd = clean ? (recordedEnd ?? recoveryPoint) : recoveryPoint
+        if end < durableEnd {
+            let basis = clean
+                ? "the end recorded at the last clean shutdown is \(durableEnd)"
+                : "the recovery point (every offset below it was fsynced) is \(durableEnd)"
+            var error = StorageError(
+                code: .logTailLost,
+                message: "the log ends at offset \(end) but \(basis): offsets \(end) to \(durableEnd - 1) are missing. The partition stays offline until an operator accepts the loss: stop the broker and run `fjord log repair \(directory) --accept-lost-tail`",
+                path: directory)
+            error.firstAffectedOffset = end
+            throw error
+        }
         // The marker is consumed now: if we crash from here on, the next open must scan.
         if clean {
             try FileSystem.remove(markerPath)
@@ -117,10 +134,18 @@ struct Recovery {
                 truncateIndexes: true)
             var result = try scanner.scan(segment, fileSize: fileSize, writeIndexes: true)
             if let damage = result.damage {
-                if !isLast || result.validDataAfterDamage {
-                    throw StorageError(
+                if result.state.nextOffset < recoveryPoint {
+                    throw StorageError.damaged(
+                        result.state.nextOffset,
                         code: .corruptSegment,
-                        message: "\(damage.reason); valid data follows, so this is not a torn write. The partition cannot be opened until the segment is repaired or removed (inspect it with `fjord log dump`)",
+                        message: "\(damage.reason) at offset \(result.state.nextOffset), below the recovery point \(recoveryPoint) (fsynced data, so not a torn write). The partition cannot be opened until the segment is repaired (`fjord log verify`, `fjord log repair --truncate-after-damage`)",
+                        path: segment.log.path, position: damage.position)
+                }
+                if !isLast || result.validDataAfterDamage {
+                    throw StorageError.damaged(
+                        result.state.nextOffset,
+                        code: .corruptSegment,
+                        message: "\(damage.reason); valid data follows, so this is not a torn write. The partition cannot be opened until the segment is repaired (`fjord log verify`, `fjord log repair --truncate-after-damage`)",
                         path: segment.log.path, position: damage.position)
                 }
                 logger.warning(
@@ -145,7 +170,8 @@ struct Recovery {
         logger.info("rebuilding index", metadata: ["log.file": "\(segment.log.path)"])
         let result = try scanner.scan(segment, fileSize: fileSize, writeIndexes: true)
         if let damage = result.damage {
-            throw StorageError(
+            throw StorageError.damaged(
+                result.state.nextOffset,
                 code: .corruptSegment, message: "\(damage.reason) (found while rebuilding its index)",
                 path: segment.log.path, position: damage.position)
         }
@@ -227,10 +253,29 @@ struct Recovery {
         return state
     }
 
+    /// The log end a clean close recorded in the marker (`1\n<end>\n`); `nil` for an older marker.
+    static func readRecordedEnd(_ path: FilePath) -> Int64? {
+        guard let text = FileSystem.readSmallFile(path) else { return nil }
+        let lines = text.split(separator: "\n")
+        guard lines.count >= 2, lines[0] == "1" else { return nil }
+        return Int64(lines[1])
+    }
+
     static func readRecoveryPoint(_ path: FilePath) -> Int64? {
         guard let text = FileSystem.readSmallFile(path) else { return nil }
         let lines = text.split(separator: "\n")
         guard lines.count >= 2, lines[0] == "1" else { return nil }
         return Int64(lines[1])
+    }
+}
+
+extension StorageError {
+    /// A `corruptSegment` error found at open, whose first unservable offset is `firstAffectedOffset`.
+    static func damaged(
+        _ firstAffectedOffset: Int64, code: Code, message: String, path: FilePath, position: Int
+    ) -> StorageError {
+        var error = StorageError(code: code, message: message, path: path, position: position)
+        error.firstAffectedOffset = firstAffectedOffset
+        return error
     }
 }

@@ -39,6 +39,8 @@ public final class PartitionLog: Sendable {
     let producerState: Mutex<ProducerStateTable>
     /// Told the duration of every successful flush (fsync), for metrics.
     let flushObserver = Mutex<(@Sendable (_ nanoseconds: Int64) -> Void)?>(nil)
+    /// Told about damage found in a segment, once per segment, for metrics.
+    let damageObserver = Mutex<(@Sendable (StorageError) -> Void)?>(nil)
     /// Serializes writes of the recovery-point file (the flusher and the writer both write it).
     let checkpointLock = Mutex(())
 
@@ -56,6 +58,8 @@ public final class PartitionLog: Sendable {
         var writerScheduled = false
         var flush = FlushState()
         var closed = false
+        /// Set when damage was found: every later read and append fails with it (the log is offline).
+        var fault: StorageError?
 
         var active: SegmentState {
             get { segments[segments.count - 1] }
@@ -169,9 +173,10 @@ public final class PartitionLog: Sendable {
         let durable = durability == .durable || configuration.flushPolicy == .everyBatch
         let operation = PendingOperation.append(
             PendingAppend(batch: batch, header: header, leaderEpoch: leaderEpoch, durable: durable, completion: completion))
-        guard enqueue(operation) else {
-            completion(.failure(StorageError(code: .logClosed, message: "the log at \(directory) is closed")))
-            return
+        switch enqueue(operation) {
+        case .queued: return
+        case .closed: completion(.failure(StorageError(code: .logClosed, message: "the log at \(directory) is closed")))
+        case .faulted(let fault): completion(.failure(fault))
         }
     }
 
@@ -186,18 +191,33 @@ public final class PartitionLog: Sendable {
         return try result.get()
     }
 
-    /// Queues an operation for the writer; `false` when the log is closed.
-    func enqueue(_ operation: PendingOperation, evenIfClosed: Bool = false) -> Bool {
-        let schedule: Bool? = state.withLock { state in
+    /// What ``enqueue(_:evenIfClosed:)`` did.
+    enum EnqueueOutcome {
+        case queued
+        /// The log is closed; nothing was queued.
+        case closed
+        /// The log is offline because of damage (appends only); nothing was queued.
+        case faulted(StorageError)
+    }
+
+    /// Queues an operation for the writer. Appends are refused once the log is closed or faulted;
+    /// barriers only once it is closed (unless `evenIfClosed`).
+    func enqueue(_ operation: PendingOperation, evenIfClosed: Bool = false) -> EnqueueOutcome {
+        let schedule: Result<Bool, StorageError>? = state.withLock { state in
             if state.closed && !evenIfClosed { return nil }
+            if case .append = operation, let fault = state.fault { return .failure(fault) }
             state.pending.append(operation)
-            if state.writerScheduled { return false }
+            if state.writerScheduled { return .success(false) }
             state.writerScheduled = true
-            return true
+            return .success(true)
         }
-        guard let schedule else { return false }
-        if schedule { threadPool.submit { [self] _ in drainWriter() } }
-        return true
+        switch schedule {
+        case nil: return .closed
+        case .failure(let fault)?: return .faulted(fault)
+        case .success(let start)?:
+            if start { threadPool.submit { [self] _ in drainWriter() } }
+            return .queued
+        }
     }
 
     /// The serial writer: takes everything queued and writes it. If more arrived meanwhile it queues
@@ -401,6 +421,20 @@ public final class PartitionLog: Sendable {
 
         // Index entries are an optimisation: if writing them fails, lookups scan a little further.
         updated = writeIndexEntries(from: segment, to: updated, scratch: scratch)
+        // What this process validated and wrote needs no verification when it is read back.
+        if written > 0 {
+            var lastEpoch: Int32?
+            for (append, outcome) in zip(chunk, outcomes) {
+                if case .success(let result) = outcome, !result.duplicate { lastEpoch = append.leaderEpoch }
+            }
+            let end = updated
+            segment.segment.verified.withLock { range in
+                guard range.upper == segment.size else { return }
+                range.upper = end.size
+                range.nextOffset = end.nextOffset
+                if let lastEpoch { range.lastEpoch = lastEpoch }
+            }
+        }
 
         var durable: [DurableWaiter] = []
         let requestFlush: Bool = state.withLock { state in
@@ -573,8 +607,16 @@ public final class PartitionLog: Sendable {
 
     /// Like ``read(from:maxBytes:)`` but on the calling thread, which may block on page faults.
     /// Never call it on an event loop.
+    ///
+    /// Batches not verified since the log was opened are verified before they are returned
+    /// (CRC32C, frames, offset continuity, leader epochs; see ``VerifiedRange``).
+    ///
+    /// - Throws: ``StorageError/Code/corruptSegment`` when the batches to return (or the frames
+    ///   leading to them) are damaged: the log then goes offline and fails every later read and
+    ///   append with the same error. ``StorageError/Code/offsetOutOfRange`` as for ``read(from:maxBytes:)``.
     public func readBlocking(from offset: Int64, maxBytes: Int) throws(StorageError) -> LogReadResult {
         let (segment, start, end) = try state.withLock { state throws(StorageError) -> (SegmentState?, Int64, Int64) in
+            if let fault = state.fault { throw fault }
             let start = state.logStartOffset
             let end = state.logEndOffset
             guard offset >= start, offset <= end else { throw StorageError.outOfRange(offset, start: start, end: end) }
@@ -584,7 +626,12 @@ public final class PartitionLog: Sendable {
         guard let segment else {
             return LogReadResult(records: .empty(at: end), logStartOffset: start, logEndOffset: end)
         }
-        let slice = try Self.slice(of: segment, from: offset, maxBytes: maxBytes)
+        let slice: LogSlice
+        do {
+            slice = try Self.slice(of: segment, from: offset, maxBytes: maxBytes)
+        } catch let error where error.code == .corruptSegment {
+            throw reportDamage(error, in: segment.segment)
+        }
         return LogReadResult(records: slice, logStartOffset: start, logEndOffset: end)
     }
 
@@ -599,36 +646,124 @@ public final class PartitionLog: Sendable {
         return max(0, low - 1)
     }
 
-    /// Position of the frame of the batch holding `offset` in `segment`, found from the offset index.
-    static func position(of offset: Int64, in segment: SegmentState) throws(StorageError) -> (Int, Int64)? {
+    /// Where the batch holding `offset` is in `segment`, found from the offset index.
+    struct Location {
+        /// Position of the batch's frame.
+        var position: Int
+        /// The batch's base offset.
+        var baseOffset: Int64
+        /// Leader epoch of the batch before it, when the walk passed one.
+        var previousEpoch: Int32?
+    }
+
+    /// Locates the frame of the batch holding `offset` in `segment`: from the nearest index entry,
+    /// walks the frames, checking that each base offset continues the previous batch (the first
+    /// must match the index entry). `nil` when `offset` is at or past the segment's end.
+    ///
+    /// - Throws: ``StorageError/Code/corruptSegment`` when a frame does not parse, offsets do not
+    ///   continue, or the segment ends before `offset` although the log says it holds it.
+    static func locate(_ offset: Int64, in segment: SegmentState) throws(StorageError) -> Location? {
+        guard offset < segment.nextOffset else { return nil }
         let entry = segment.segment.offsetIndex.lookup(offset, count: segment.offsetIndexCount)
         let bytes = segment.segment.log.bytes(0..<segment.size)
         var iterator = FramedBatchIterator(bytes, from: entry.position)
+        var expected = entry.offset
+        var previousEpoch: Int32?
         while let framed = iterator.next() {
-            if framed.batch.lastOffset >= offset { return (framed.position, framed.batch.baseOffset) }
+            let batch = framed.batch
+            guard batch.baseOffset == expected, batch.recordCount > 0 else {
+                let what = framed.position == entry.position && entry.position > 0
+                    ? "the offset index says offset \(expected) starts here" : "the previous batch ends before offset \(expected)"
+                throw StorageError.corrupt(
+                    "batch base offset \(batch.baseOffset) with \(batch.recordCount) records, but \(what)", segment: segment,
+                    position: framed.position, firstLostOffset: expected)
+            }
+            if batch.lastOffset >= offset {
+                return Location(position: framed.position, baseOffset: batch.baseOffset, previousEpoch: previousEpoch)
+            }
+            expected = batch.lastOffset + 1
+            previousEpoch = batch.header.partitionLeaderEpoch
         }
-        if case .malformed(let position) = iterator.stopReason {
-            throw StorageError(
-                code: .corruptSegment, message: "no batch frame where one was expected", path: segment.segment.log.path,
-                position: position)
-        }
-        return nil
+        let (reason, position): (String, Int) =
+            switch iterator.stopReason {
+            case .malformed(let at): ("no batch frame at this position", at)
+            case .truncated(let at): ("a batch frame runs past the segment's end", at)
+            default:
+                ("the segment ends at offset \(expected) but the log holds offsets up to \(segment.nextOffset - 1)", segment.size)
+            }
+        throw StorageError.corrupt(reason, segment: segment, position: position, firstLostOffset: expected)
     }
 
+    /// Whole batches of `segment` from the one holding `offset`, up to about `maxBytes` (at least
+    /// one), verified (see ``verify(_:in:location:firstOffset:)``) unless already verified.
     static func slice(of segment: SegmentState, from offset: Int64, maxBytes: Int) throws(StorageError) -> LogSlice {
-        guard let (start, firstOffset) = try position(of: offset, in: segment) else {
+        guard let location = try locate(offset, in: segment) else {
             return .empty(at: segment.nextOffset)
         }
+        let start = location.position
         let bytes = segment.segment.log.bytes(0..<segment.size)
         var iterator = FramedBatchIterator(bytes, from: start)
         var end = start
-        var nextOffset = firstOffset
+        var nextOffset = location.baseOffset
         while let framed = iterator.next() {
             if end > start && framed.end - start > maxBytes { break }
             end = framed.end
             nextOffset = framed.batch.lastOffset + 1
         }
-        return LogSlice(file: segment.segment.log, range: start..<end, firstOffset: firstOffset, nextOffset: nextOffset)
+        if end == start {
+            // Not even one whole frame: the damage is at `start`.
+            let reason: String
+            switch iterator.stopReason {
+            case .truncated: reason = "a batch frame runs past the segment's end"
+            default: reason = "no batch frame at this position"
+            }
+            throw StorageError.corrupt(reason, segment: segment, position: start, firstLostOffset: location.baseOffset)
+        }
+        try verify(start..<end, in: segment, location: location)
+        if end == segment.size, nextOffset != segment.nextOffset {
+            throw StorageError.corrupt(
+                "the segment's last batch ends at offset \(nextOffset) but the log expects \(segment.nextOffset)",
+                segment: segment, position: end, firstLostOffset: nextOffset)
+        }
+        return LogSlice(file: segment.segment.log, range: start..<end, firstOffset: location.baseOffset, nextOffset: nextOffset)
+    }
+
+    /// Verifies the frames in `range` of `segment` unless they were verified before: one pass of
+    /// hardware CRC32C plus header checks per batch, offset continuity from the batch before (or
+    /// the index entry it was located from), leader epochs that never decrease. Extends the
+    /// segment's verified range, so reading the same bytes again costs nothing.
+    static func verify(_ range: Range<Int>, in segment: SegmentState, location: Location) throws(StorageError) {
+        let known = segment.segment.verified.withLock { $0 }
+        if known.covers(range) { return }
+        // Continue from the verified range when the read starts inside it, else from the read's start.
+        let continues = known.lower <= range.lowerBound && range.lowerBound <= known.upper
+        let from = continues ? known.upper : range.lowerBound
+        let expected = continues ? known.nextOffset : location.baseOffset
+        let epoch = continues ? known.lastEpoch : location.previousEpoch
+        let file = segment.segment.log
+        guard file.populate(from..<range.upperBound) else {
+            throw StorageError(
+                code: .ioError, message: "the kernel could not read the segment's pages", path: file.path, position: from)
+        }
+        switch SegmentVerifier.verify(
+            file.bytes(0..<segment.size), range: from..<range.upperBound, expectedOffset: expected, previousEpoch: epoch)
+        {
+        case .failure(let damage):
+            throw StorageError.corrupt(
+                damage.reason, segment: segment, position: damage.position, firstLostOffset: damage.firstLostOffset)
+        case .success(let (nextOffset, lastEpoch)):
+            segment.segment.verified.withLock { current in
+                if current.lower <= from && from <= current.upper {
+                    if range.upperBound > current.upper {
+                        current.upper = range.upperBound
+                        current.nextOffset = nextOffset
+                        current.lastEpoch = lastEpoch
+                    }
+                } else {
+                    current = VerifiedRange(lower: from, upper: range.upperBound, nextOffset: nextOffset, lastEpoch: lastEpoch)
+                }
+            }
+        }
     }
 
     // MARK: Offset for time
@@ -647,8 +782,8 @@ public final class PartitionLog: Sendable {
         guard let segment = candidate else { return nil }
         let from = segment.segment.timeIndex.lastEntry(before: timestamp, count: segment.timeIndexCount)?.offset
             ?? segment.baseOffset
-        guard let (start, _) = try Self.position(of: from, in: segment) else { return nil }
-        var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<segment.size), from: start)
+        guard let location = try Self.locate(from, in: segment) else { return nil }
+        var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<segment.size), from: location.position)
         let useAppendTime = configuration.timestampType == .logAppendTime
         while let framed = iterator.next() {
             let batch = framed.batch

@@ -1,5 +1,6 @@
 import FjordRecords
 import Logging
+import Synchronization
 import SystemPackage
 
 /// Walks a segment's log file batch by batch: recovery validates and re-indexes with it, and the
@@ -32,13 +33,15 @@ struct SegmentScanner {
         var damage: Damage?
         var validAfter = false
 
+        var epoch: Int32?
         while let element = iterator.next() {
             let batch = element.batch
             let header = batch.header
-            if let problem = problem(with: batch, header: header, expectedOffset: state.nextOffset) {
+            if let problem = batch.storedBatchProblem(expectedBaseOffset: state.nextOffset, previousEpoch: epoch) {
                 damage = Damage(position: element.position, reason: problem)
                 break
             }
+            epoch = header.partitionLeaderEpoch
             record(
                 header: header, position: element.position, frameSize: element.end - element.position, into: &state,
                 offsetEntries: &offsetEntries, timeEntries: &timeEntries)
@@ -55,6 +58,10 @@ struct SegmentScanner {
         }
         if let damage {
             validAfter = containsValidBatch(bytes, after: damage.position)
+        }
+        // Everything up to the damage (or the end) was just verified.
+        segment.verified.withLock {
+            $0 = VerifiedRange(lower: 0, upper: state.size, nextOffset: state.nextOffset, lastEpoch: epoch)
         }
         if writeIndexes {
             try write(offsetEntries, to: segment.offsetIndex.file)
@@ -84,18 +91,6 @@ struct SegmentScanner {
         if state.firstAppendTime == nil { state.firstAppendTime = header.logAppendTime }
         state.size = position + frameSize
         state.nextOffset = header.lastOffset + 1
-    }
-
-    private func problem(with batch: RecordBatchView, header: RecordBatchHeader, expectedOffset: Int64) -> String? {
-        for (position, tag) in RecordBatchLayout.tags where batch.bytes[position] != tag {
-            return "batch header tag at byte \(position) is 0x\(String(batch.bytes[position], radix: 16))"
-        }
-        guard batch.isCRCValid else { return "CRC32C mismatch" }
-        guard header.recordCount > 0 else { return "batch with no records" }
-        guard header.baseOffset == expectedOffset else {
-            return "batch base offset \(header.baseOffset), expected \(expectedOffset)"
-        }
-        return nil
     }
 
     /// Whether any complete batch with a valid CRC starts after `position`. A torn tail has none;

@@ -16,7 +16,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         private enum Value: String, Sendable, Hashable {
             case offsetOutOfRange, invalidBatch, diskFull, permissionDenied, ioError, corruptSegment
             case invalidConfiguration, logClosed, invalidArgument
-            case outOfOrderSequence, invalidProducerEpoch, unknownProducerID
+            case outOfOrderSequence, invalidProducerEpoch, unknownProducerID, logTailLost
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -31,8 +31,14 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
         public static let permissionDenied = Code(.permissionDenied)
         /// Any other failed system call.
         public static let ioError = Code(.ioError)
-        /// Stored data failed validation before the tail of the log; it is never served.
+        /// Stored data failed verification (CRC32C, frame, offset continuity, leader epochs, index):
+        /// it is never served, and the log is offline until an operator repairs it
+        /// (`fjord log repair --truncate-after-damage`).
         public static let corruptSegment = Code(.corruptSegment)
+        /// The log ends below an offset it had made durable (the end recorded at a clean close, or
+        /// the recovery point after a crash): acknowledged records are missing. The log stays
+        /// offline until an operator accepts the loss (`fjord log repair --accept-lost-tail`).
+        public static let logTailLost = Code(.logTailLost)
         /// A configuration value is out of range.
         public static let invalidConfiguration = Code(.invalidConfiguration)
         /// The log has been closed.
@@ -66,6 +72,9 @@ public struct StorageError: Error, Sendable, CustomStringConvertible {
     public var logStartOffset: Int64?
     /// The log end offset, for ``Code/offsetOutOfRange``.
     public var logEndOffset: Int64?
+    /// The first offset the damage makes unservable, for ``Code/corruptSegment`` found by a read,
+    /// and the first missing offset for ``Code/logTailLost``.
+    public var firstAffectedOffset: Int64?
     /// Where the error was raised.
     public var location: String
 

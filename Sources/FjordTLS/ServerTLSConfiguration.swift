@@ -37,14 +37,12 @@ public struct ServerTLSConfiguration: Sendable, Hashable {
         self.requireClientCertificate = requireClientCertificate
     }
 
-    /// The TLS 1.2 cipher suites offered, strongest first: ECDHE key exchange with AES-GCM or
-    /// ChaCha20-Poly1305. NIOSSL has no switch for server cipher order; with every offered suite
-    /// an AEAD one, whichever the client prefers is strong (see `docs/security.md`).
-    public static let tls12CipherSuites = [
-        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    ].joined(separator: ":")
+    /// The TLS 1.2 cipher suites offered: one per certificate key type, ECDHE key exchange with
+    /// AES-128-GCM (Mozilla's first choice for TLS 1.2). SwiftNIO SSL has no switch for server cipher
+    /// order, so offering a single suite per key type is how the server, not the client, decides:
+    /// no CBC, no SHA-1 MAC, no static RSA, nothing a client could be steered down to. TLS 1.3 uses
+    /// its own suites (all AEAD), not this list. See `docs/security.md`.
+    public static let tls12CipherSuites = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
     /// Reads the files and builds the context. Blocking file I/O: call off any event loop.
     ///
@@ -67,8 +65,7 @@ public struct ServerTLSConfiguration: Sendable, Hashable {
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         configuration.maximumTLSVersion = .tlsv13
-        // TLS 1.2: forward-secret AEAD suites only (no CBC, no SHA-1 MACs, no static RSA). TLS 1.3
-        // suites are all AEAD and are not set by this list.
+        // TLS 1.2: one forward-secret AEAD suite per key type (see `tls12CipherSuites`).
         configuration.cipherSuites = Self.tls12CipherSuites
         if let trustRootsPath {
             configuration.trustRoots = .certificates(try PEMFiles.certificates(at: trustRootsPath))

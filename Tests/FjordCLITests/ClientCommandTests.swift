@@ -165,37 +165,52 @@ struct ServeProcess {
 
 func withServeProcess(extra: [String] = [], _ body: (ServeProcess) async throws -> Void) async throws {
     try await withTemporaryDirectory { directory in
-        let process = Process()
-        process.executableURL = try fjordExecutable()
-        process.arguments = [
-            "serve", "--data-dir", directory.path + "/data", "--listen", "127.0.0.1:0", "--operations-listen", "off",
-            "--log-level", "warning",
-        ] + extra
-        let output = directory.appendingPathComponent("serve.out")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: output)
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer {
-            process.terminate()
-            process.waitUntilExit()
-        }
-        // "fjord: broker listening on [IPv4]127.0.0.1/127.0.0.1:PORT (TLS)"
-        var port: Int?
-        let deadline = ContinuousClock.now + .seconds(20)
-        while port == nil, ContinuousClock.now < deadline, process.isRunning {
-            try await Task.sleep(for: .milliseconds(50))
-            let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-            if let line = text.split(separator: "\n").first(where: { $0.contains("broker listening on") }),
-                let colon = line.range(of: ":", options: .backwards, range: line.startIndex..<(line.range(of: " (TLS)")?.lowerBound ?? line.endIndex))
-            {
-                port = Int(line[colon.upperBound...].prefix { $0.isNumber })
-            }
-        }
-        let listening = try #require(port, "fjord serve did not report its port")
-        try await body(
-            ServeProcess(
-                address: "127.0.0.1:\(listening)", caPath: directory.path + "/data/certs/ca.pem",
-                pid: process.processIdentifier, port: listening))
+        try await withServeProcess(dataDirectory: directory.appendingPathComponent("data"), extra: extra, body)
     }
+}
+
+/// Runs `fjord serve` on `dataDirectory` (kept afterwards, so a test can restart a broker on it),
+/// stops it with SIGTERM (a clean shutdown) after `body`. Its standard error (the broker's log)
+/// goes to `logFile` when given.
+func withServeProcess(
+    dataDirectory: URL, logFile: URL? = nil, extra: [String] = [], _ body: (ServeProcess) async throws -> Void
+) async throws {
+    let process = Process()
+    process.executableURL = try fjordExecutable()
+    process.arguments = [
+        "serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:0", "--operations-listen", "off",
+        "--log-level", "warning",
+    ] + extra
+    let output = dataDirectory.deletingLastPathComponent().appendingPathComponent("serve-\(UUID().uuidString).out")
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: output) }
+    process.standardOutput = try FileHandle(forWritingTo: output)
+    if let logFile {
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: logFile)
+    } else {
+        process.standardError = FileHandle.nullDevice
+    }
+    try process.run()
+    defer {
+        process.terminate()
+        process.waitUntilExit()
+    }
+    // "fjord: broker listening on [IPv4]127.0.0.1/127.0.0.1:PORT (TLS)"
+    var port: Int?
+    let deadline = ContinuousClock.now + .seconds(20)
+    while port == nil, ContinuousClock.now < deadline, process.isRunning {
+        try await Task.sleep(for: .milliseconds(50))
+        let text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        if let line = text.split(separator: "\n").first(where: { $0.contains("broker listening on") }),
+            let colon = line.range(of: ":", options: .backwards, range: line.startIndex..<(line.range(of: " (TLS)")?.lowerBound ?? line.endIndex))
+        {
+            port = Int(line[colon.upperBound...].prefix { $0.isNumber })
+        }
+    }
+    let listening = try #require(port, "fjord serve did not report its port")
+    try await body(
+        ServeProcess(
+            address: "127.0.0.1:\(listening)", caPath: dataDirectory.path + "/certs/ca.pem",
+            pid: process.processIdentifier, port: listening))
 }

@@ -15,7 +15,9 @@ import Testing
             for i in 0..<6 { try await log.append(batch(first: i * 3, count: 3)) }
             try await log.flush()
             try await log.close()
+            // A crash before the last batch was fsynced: no marker, and no recovery point past it.
             try FileManager.default.removeItem(atPath: source.appending(".clean-shutdown").string)
+            try FileManager.default.removeItem(atPath: source.appending("recovery-point").string)
             let segment = source.appending("00000000000000000000.log").string
             let full = try Data(contentsOf: URL(fileURLWithPath: segment))
             let lastFrame = try lastFramePosition(full)
@@ -68,7 +70,9 @@ import Testing
             #expect(lengthError.code == .corruptSegment)
             #expect(lengthError.position == frames[1])
 
-            // The last batch: nothing valid after it, so it is a torn write and is dropped.
+            // The last batch, written after the last fsync (no recovery point past it): nothing
+            // valid after it, so it is a torn write and is dropped.
+            try FileManager.default.removeItem(atPath: directory.appending("recovery-point").string)
             damaged = original
             damaged[frames[4] + BatchFraming.prefixSize + 50] ^= 0x40
             try damaged.write(to: URL(fileURLWithPath: path))
@@ -117,7 +121,7 @@ import Testing
 
 // MARK: - Support
 
-private func batch(first: Int, count: Int) -> ByteBuffer {
+func batch(first: Int, count: Int) -> ByteBuffer {
     var builder = RecordBatchBuilder()
     for i in first..<first + count {
         builder.append(Record(key: Array("key-\(i)".utf8), value: Array("value-\(i)".utf8), timestamp: 1_700_000_000_000 + Int64(i)))
@@ -125,7 +129,7 @@ private func batch(first: Int, count: Int) -> ByteBuffer {
     return builder.build()
 }
 
-private func framePositions(_ data: Data) throws -> [Int] {
+func framePositions(_ data: Data) throws -> [Int] {
     try data.withUnsafeBytes { bytes in
         var iterator = FramedBatchIterator(bytes)
         var positions: [Int] = []

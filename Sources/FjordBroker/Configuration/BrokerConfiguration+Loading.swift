@@ -108,6 +108,8 @@ extension BrokerConfiguration {
         case "storage.threads": storageThreads = try int(1...1024)
         case "event.loop.threads": eventLoopThreads = try int(1...1024)
         case "log.retention.check.interval.ms": retentionCheckIntervalMilliseconds = Int64(try int(100...Int(Int32.max)))
+        case "log.scrub.bytes.per.second": scrubBytesPerSecond = try int(0...(1 << 40))
+        case "log.scrub.interval.ms": scrubIntervalMilliseconds = Int64(try int(10...3_600_000))
         default:
             guard let topicKey = Self.topicDefaultKeys[key] else {
                 throw Error(message: "\(source): unknown setting \"\(key)\"; docs/configuration.md lists the settings")

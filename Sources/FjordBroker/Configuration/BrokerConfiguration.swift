@@ -77,6 +77,11 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var eventLoopThreads = ProcessInfo.processInfo.activeProcessorCount
     /// `log.retention.check.interval.ms`: how often retention runs.
     public var retentionCheckIntervalMilliseconds: Int64 = 300_000
+    /// `log.scrub.bytes.per.second`: how many bytes of not-yet-verified log data the background
+    /// scrubber verifies per second, over all partitions (0 turns it off).
+    public var scrubBytesPerSecond = 4 << 20
+    /// `log.scrub.interval.ms`: how often the scrubber runs (each run spends its share of the rate).
+    public var scrubIntervalMilliseconds: Int64 = 1000
     /// Topic defaults, by topic key (`retention.ms`, ...), set with Kafka's broker keys
     /// (`log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`, `log.roll.ms`,
     /// `message.max.bytes`, `log.flush.interval.ms`, `log.message.timestamp.type`).
@@ -105,6 +110,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "tls.certificate", "tls.key", "tls.client.ca", "tls.client.auth", "max.connections", "max.frame.bytes",
             "max.in.flight.bytes", "max.partitions.per.topic", "max.fetch.wait.ms", "auto.create.topics.enable",
             "num.partitions", "storage.threads", "event.loop.threads", "log.retention.check.interval.ms",
+            "log.scrub.bytes.per.second", "log.scrub.interval.ms",
         ] + topicDefaultKeys.keys.sorted()
 
     /// The default configuration.

@@ -21,6 +21,7 @@ import Synchronization
 /// | `fjord_connections_total`, `fjord_connections_rejected_total` | counter | |
 /// | `fjord_log_start_offset`, `fjord_log_end_offset` | gauge | `topic`, `partition` |
 /// | `fjord_storage_flush_duration_seconds` | histogram (50 µs … 10 s) | |
+/// | `fjord_storage_damage_total` | counter (damaged segments and lost tails found, once per segment) | `kind` (`corrupt_segment`, `lost_tail`) |
 ///
 /// All methods are thread-safe. The per-request methods only do a dictionary lookup in an immutable
 /// dictionary plus atomic updates (histograms take a short lock inside swift-prometheus).
@@ -94,6 +95,8 @@ public final class BrokerMetrics: Sendable {
     private let connectionsTotal: CoreMetrics.Counter
     private let connectionsRejected: CoreMetrics.Counter
     private let flushDuration: CoreMetrics.Timer
+    private let damageCorrupt: CoreMetrics.Counter
+    private let damageLostTail: CoreMetrics.Counter
 
     /// Creates the metrics of one broker with a fresh, private registry.
     ///
@@ -140,6 +143,10 @@ public final class BrokerMetrics: Sendable {
         self.connectionsTotal = CoreMetrics.Counter(label: "fjord_connections_total", factory: factory)
         self.connectionsRejected = CoreMetrics.Counter(label: "fjord_connections_rejected_total", factory: factory)
         self.flushDuration = CoreMetrics.Timer(label: "fjord_storage_flush_duration_seconds", factory: factory)
+        self.damageCorrupt = CoreMetrics.Counter(
+            label: "fjord_storage_damage_total", dimensions: [("kind", "corrupt_segment")], factory: factory)
+        self.damageLostTail = CoreMetrics.Counter(
+            label: "fjord_storage_damage_total", dimensions: [("kind", "lost_tail")], factory: factory)
     }
 
     // MARK: Requests
@@ -279,6 +286,12 @@ public final class BrokerMetrics: Sendable {
     /// Negative durations count as 0.
     public func flushCompleted(durationNanoseconds: Int64) {
         self.flushDuration.recordNanoseconds(max(0, durationNanoseconds))
+    }
+
+    /// Counts damage found in a partition's log (once per damaged segment, or once per lost tail)
+    /// in `fjord_storage_damage_total{kind}`.
+    public func storageDamageFound(lostTail: Bool) {
+        (lostTail ? self.damageLostTail : self.damageCorrupt).increment()
     }
 
     // MARK: Exposition

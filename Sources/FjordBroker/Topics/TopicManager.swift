@@ -31,13 +31,17 @@ final class TopicManager: Sendable {
     let logger: Logger
     /// Given to every partition log it opens (flush latency metrics).
     private let onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)?
+    /// Told about damaged data in a partition log (found at open or by a read), for metrics.
+    private let onDamage: (@Sendable (StorageError) -> Void)?
 
     init(
         store: any MetadataStore, registry: PartitionRegistry, logsDirectory: FilePath, threadPool: NIOThreadPool,
         defaults: LogConfiguration, limits: Limits, nodeID: Int32, logger: Logger,
-        onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)? = nil
+        onFlush: (@Sendable (_ nanoseconds: Int64) -> Void)? = nil,
+        onDamage: (@Sendable (StorageError) -> Void)? = nil
     ) {
         self.onFlush = onFlush
+        self.onDamage = onDamage
         self.store = store
         self.registry = registry
         self.logsDirectory = logsDirectory
@@ -221,13 +225,15 @@ final class TopicManager: Sendable {
                 directory: directory(topic: record.name, index: index), configuration: configuration,
                 threadPool: threadPool, logger: partitionLogger)
             if let onFlush { log.observeFlushes(onFlush) }
+            if let onDamage { log.observeDamage(onDamage) }
             result = .success(
                 Partition(
                     topic: record.name, topicID: record.topicID, index: index,
                     leaderEpoch: record.partitions[index].leaderEpoch, log: log))
         } catch {
             partitionLogger.error("the partition is offline: its log could not be opened", metadata: ["error": "\(error)"])
-            result = .failure(BrokerError(.storageError, "\(record.name)-\(index) is offline: \(error)"))
+            if error.code == .corruptSegment || error.code == .logTailLost { onDamage?(error) }
+            result = .failure(BrokerError(offline: error, topic: record.name, partition: index))
         }
         let placed = registry.withLifecycle {
             $0.setPartition(result, topic: record.name, topicID: record.topicID, index: index)

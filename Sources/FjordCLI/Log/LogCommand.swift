@@ -5,6 +5,6 @@ struct LogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log",
         abstract: "Inspect partition log directories and segment files.",
-        subcommands: [LogDumpCommand.self]
+        subcommands: [LogDumpCommand.self, LogVerifyCommand.self, LogRepairCommand.self]
     )
 }

@@ -55,7 +55,10 @@ public struct ConsumerConfiguration: Sendable, Hashable {
     public var creditBytes = 4 << 20
     /// Most batch bytes in one pushed message. Default 1 MiB.
     public var maxBytesPerResponse = 1 << 20
-    /// Verify each batch's CRC32C before handing it out. Default on.
+    /// Verify each fetched batch before handing it out: its CRC32C, and that base offsets continue
+    /// from one batch to the next (the broker stamps them outside the CRC). A failure ends the
+    /// consumption with ``FjordClientError/Code/corruptBatch``. Default on, as in Kafka's
+    /// consumers (`check.crcs`); turn it off only to save the CPU of one CRC32C pass.
     public var checkCRCs = true
 
     /// The default configuration.

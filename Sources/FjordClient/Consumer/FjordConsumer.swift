@@ -304,20 +304,37 @@ public final class FjordConsumer: Sendable {
                 guard field.number == 1, field.wireType == 2 else { continue }
                 let set = UnsafeRawBufferPointer(rebasing: raw[field.payload])
                 var iterator = FramedBatchIterator(set)
+                var expected: Int64?
                 while let element = iterator.next() {
                     if configuration.checkCRCs && !element.batch.isCRCValid {
                         throw FjordClientError(
                             code: .corruptBatch,
                             message: "batch at offset \(element.batch.baseOffset) of \(partition) failed its CRC32C check")
                     }
+                    // The base offset is outside the CRC: check that batches continue each other and
+                    // that the first one holds the offset asked for.
+                    let base = element.batch.baseOffset
+                    let continues = expected.map { base == $0 } ?? (base <= offset)
+                    if configuration.checkCRCs && (!continues || element.batch.recordCount == 0) {
+                        throw FjordClientError(
+                            code: .corruptBatch,
+                            message: "batch of \(partition) starts at offset \(base) but offset \(expected ?? offset) was expected")
+                    }
+                    expected = element.batch.lastOffset + 1
                     let start = field.payload.lowerBound + element.position + BatchFraming.prefixSize
                     let bytes = payload.getSlice(at: payload.readerIndex + start, length: element.batch.bytes.count)!
                     if element.batch.lastOffset < offset { continue }
                     result.append(
                         ConsumerBatch(topicPartition: partition, bytes: bytes, firstOffset: max(offset, element.batch.baseOffset)))
                 }
-                if case .truncated = iterator.stopReason {
+                switch iterator.stopReason {
+                case .truncated:
                     throw FjordClientError(code: .malformedMessage, message: "a pushed batch set for \(partition) ends inside a batch")
+                case .malformed(let position):
+                    throw FjordClientError(
+                        code: .malformedMessage, message: "a pushed batch set for \(partition) has no batch frame at byte \(position)")
+                default:
+                    break
                 }
             }
         }

@@ -137,9 +137,22 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
   /// The disk is full. Retriable once space is freed; nothing was appended.
   case diskFull // = 60
 
-  /// Any other storage failure (I/O error, permission denied, corrupt segment). The partition may
-  /// be offline. Retriable (an operator may repair it).
+  /// Any other storage failure (I/O error, permission denied). The partition may be offline.
+  /// Retriable (an operator may fix the cause).
   case storageError // = 61
+
+  /// Stored data of the partition failed verification (CRC32C, batch framing, offset continuity,
+  /// leader epochs or index): the broker never serves it, and the partition is offline (fetches and
+  /// produces fail) until an operator repairs the log (`fjord log verify`, `fjord log repair
+  /// --truncate-after-damage` on the stopped broker). The message names the file, byte position
+  /// and offsets. Not retriable: the same request fails until the repair.
+  case corruptLog // = 62
+
+  /// The partition's log came back shorter than it had made durable (the end recorded at a clean
+  /// shutdown, or the recovery point after a crash): acknowledged records are missing. The
+  /// partition is offline until an operator accepts the loss (`fjord log repair --accept-lost-tail`
+  /// on the stopped broker). The message names the missing offsets. Not retriable.
+  case logTailLost // = 63
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -178,6 +191,8 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case 50: self = .offsetOutOfRange
     case 60: self = .diskFull
     case 61: self = .storageError
+    case 62: self = .corruptLog
+    case 63: self = .logTailLost
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -214,6 +229,8 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case .offsetOutOfRange: return 50
     case .diskFull: return 60
     case .storageError: return 61
+    case .corruptLog: return 62
+    case .logTailLost: return 63
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -250,6 +267,8 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     .offsetOutOfRange,
     .diskFull,
     .storageError,
+    .corruptLog,
+    .logTailLost,
   ]
 
 }
@@ -278,7 +297,7 @@ public nonisolated struct Fjord_V1_Error: Sendable {
 fileprivate nonisolated let _protobuf_package = "fjord.v1"
 
 nonisolated extension Fjord_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_NONE\0\u{1}ERROR_CODE_UNKNOWN\0\u{1}ERROR_CODE_MALFORMED_FRAME\0\u{1}ERROR_CODE_FRAME_TOO_LARGE\0\u{1}ERROR_CODE_MALFORMED_MESSAGE\0\u{1}ERROR_CODE_HANDSHAKE_REQUIRED\0\u{1}ERROR_CODE_UNSUPPORTED_VERSION\0\u{1}ERROR_CODE_UNKNOWN_METHOD\0\u{1}ERROR_CODE_INVALID_STREAM\0\u{1}ERROR_CODE_INVALID_REQUEST\0\u{1}ERROR_CODE_TOO_MANY_CONNECTIONS\0\u{1}ERROR_CODE_BROKER_SHUTTING_DOWN\0\u{1}ERROR_CODE_REQUEST_TIMED_OUT\0\u{2}\u{8}ERROR_CODE_UNKNOWN_TOPIC_OR_PARTITION\0\u{1}ERROR_CODE_TOPIC_ALREADY_EXISTS\0\u{1}ERROR_CODE_INVALID_TOPIC\0\u{1}ERROR_CODE_INVALID_PARTITIONS\0\u{1}ERROR_CODE_INVALID_CONFIG\0\u{2}\u{6}ERROR_CODE_FENCED_LEADER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_LEADER_EPOCH\0\u{1}ERROR_CODE_NOT_LEADER\0\u{2}\u{8}ERROR_CODE_CORRUPT_BATCH\0\u{1}ERROR_CODE_BATCH_TOO_LARGE\0\u{1}ERROR_CODE_UNSUPPORTED_COMPRESSION\0\u{1}ERROR_CODE_OUT_OF_ORDER_SEQUENCE\0\u{1}ERROR_CODE_INVALID_PRODUCER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_PRODUCER_ID\0\u{2}\u{5}ERROR_CODE_OFFSET_OUT_OF_RANGE\0\u{2}\u{a}ERROR_CODE_DISK_FULL\0\u{1}ERROR_CODE_STORAGE_ERROR\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_NONE\0\u{1}ERROR_CODE_UNKNOWN\0\u{1}ERROR_CODE_MALFORMED_FRAME\0\u{1}ERROR_CODE_FRAME_TOO_LARGE\0\u{1}ERROR_CODE_MALFORMED_MESSAGE\0\u{1}ERROR_CODE_HANDSHAKE_REQUIRED\0\u{1}ERROR_CODE_UNSUPPORTED_VERSION\0\u{1}ERROR_CODE_UNKNOWN_METHOD\0\u{1}ERROR_CODE_INVALID_STREAM\0\u{1}ERROR_CODE_INVALID_REQUEST\0\u{1}ERROR_CODE_TOO_MANY_CONNECTIONS\0\u{1}ERROR_CODE_BROKER_SHUTTING_DOWN\0\u{1}ERROR_CODE_REQUEST_TIMED_OUT\0\u{2}\u{8}ERROR_CODE_UNKNOWN_TOPIC_OR_PARTITION\0\u{1}ERROR_CODE_TOPIC_ALREADY_EXISTS\0\u{1}ERROR_CODE_INVALID_TOPIC\0\u{1}ERROR_CODE_INVALID_PARTITIONS\0\u{1}ERROR_CODE_INVALID_CONFIG\0\u{2}\u{6}ERROR_CODE_FENCED_LEADER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_LEADER_EPOCH\0\u{1}ERROR_CODE_NOT_LEADER\0\u{2}\u{8}ERROR_CODE_CORRUPT_BATCH\0\u{1}ERROR_CODE_BATCH_TOO_LARGE\0\u{1}ERROR_CODE_UNSUPPORTED_COMPRESSION\0\u{1}ERROR_CODE_OUT_OF_ORDER_SEQUENCE\0\u{1}ERROR_CODE_INVALID_PRODUCER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_PRODUCER_ID\0\u{2}\u{5}ERROR_CODE_OFFSET_OUT_OF_RANGE\0\u{2}\u{a}ERROR_CODE_DISK_FULL\0\u{1}ERROR_CODE_STORAGE_ERROR\0\u{1}ERROR_CODE_CORRUPT_LOG\0\u{1}ERROR_CODE_LOG_TAIL_LOST\0")
 }
 
 nonisolated extension Fjord_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -70,7 +70,8 @@ enum {
     FJORD_ERROR_UNKNOWN_PRODUCER_ID = 45,
     FJORD_ERROR_OFFSET_OUT_OF_RANGE = 50,
     FJORD_ERROR_DISK_FULL = 60,
-    FJORD_ERROR_STORAGE_ERROR = 61
+    FJORD_ERROR_STORAGE_ERROR = 61,
+    FJORD_ERROR_CORRUPT_LOG = 62 /* the partition's stored data is damaged; not retriable */
 };
 
 /* Local (client-side) error codes; never sent by a broker. */
@@ -81,9 +82,12 @@ enum {
     FJORD_ERR_TIMEOUT = -4,          /* no answer within the time allowed */
     FJORD_ERR_CLOSED = -5,           /* the connection is closed (by the peer or after an error) */
     FJORD_ERR_INVALID_ARGUMENT = -6, /* bad argument from the caller */
-    FJORD_ERR_CORRUPT = -7,          /* a received batch failed its layout or CRC32C check */
+    FJORD_ERR_CORRUPT = -7,          /* a received batch failed its layout, record or offset checks */
     FJORD_ERR_NO_MEMORY = -8,        /* allocation failed */
-    FJORD_ERR_STREAM_ENDED = -9      /* the stream is over; no more results will come */
+    FJORD_ERR_STREAM_ENDED = -9,     /* the stream is over; no more results will come */
+    FJORD_ERR_CRC_MISMATCH = -10     /* a received batch's CRC32C differs from the one it carries;
+                                      * the message names topic/partition, base offset, expected
+                                      * (stored) and actual (computed) CRC; not retriable */
 };
 
 typedef struct fjord_error {
@@ -105,6 +109,9 @@ int fjord_error_code_retriable(int code);
 /* CRC32C (Castagnoli, reflected polynomial 0x82F63B78). Start with crc = 0; feed the previous
  * result to continue over more data. fjord_crc32c(0, "123456789", 9) == 0xE3069283. */
 uint32_t fjord_crc32c(uint32_t crc, const void *data, size_t len);
+/* 1 if fjord_crc32c uses the CPU's CRC instructions (SSE4.2 / ARMv8 CRC, detected at run time),
+ * 0 if the slicing-by-8 table. */
+int fjord_crc32c_hardware(void);
 
 /* Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2, seed 0x9747b28c), as an unsigned
  * 32-bit value (Java's signed int reinterpreted). */
@@ -212,8 +219,9 @@ typedef struct fjord_batch {
     void *internal_;
 } fjord_batch;
 
-/* Checks a serialized batch (length, the 12 header tags, magic 1, compression 0, CRC32C, record
- * count) and decodes it. Fails with FJORD_ERR_CORRUPT. Free with fjord_batch_free. */
+/* Checks a serialized batch (length, CRC32C, the 12 header tags, magic 1, compression 0, record
+ * count) and decodes it. Fails with FJORD_ERR_CRC_MISMATCH (any damaged bit of bytes [28, end))
+ * or FJORD_ERR_CORRUPT. Free with fjord_batch_free. */
 int fjord_batch_decode(const uint8_t *data, size_t len, fjord_batch **out, fjord_error *err);
 void fjord_batch_free(fjord_batch *batch);
 
@@ -350,18 +358,42 @@ typedef struct fjord_message_set {
 
 void fjord_message_set_free(fjord_message_set *set);
 
+/* Consumer configuration, for fjord_fetch_opts and fjord_consumer_new_opts. Zeroed (or
+ * fjord_consumer_options_init) means the defaults.
+ *
+ * Every received batch is checked before any of its records is returned: its CRC32C (bytes
+ * [28, end), storage-format.md), and its offsets: the first batch of a fetch holds the requested
+ * offset, each batch starts where the previous one ended (also across a subscription's
+ * messages). A CRC32C mismatch fails the call with FJORD_ERR_CRC_MISMATCH, an offset gap with
+ * FJORD_ERR_CORRUPT; neither is retriable, and nothing of that response is returned. */
+typedef struct fjord_consumer_options {
+    uint64_t credit_bytes; /* subscriptions: the credit each keeps granted; 0: 4 MiB */
+    int skip_crc_check;    /* 0 (default): verify CRC32C (Kafka's check.crcs=true); 1: skip it.
+                            * The offset checks stay on. */
+} fjord_consumer_options;
+
+void fjord_consumer_options_init(fjord_consumer_options *opts);
+
 /* One unary long-poll fetch of one partition from `offset`: waits up to max_wait_ms for at least
  * one record. *out gets the records (possibly none); per-partition errors (for example
- * OFFSET_OUT_OF_RANGE) fail the call. max_bytes 0: the broker default (1 MiB). */
+ * OFFSET_OUT_OF_RANGE) fail the call. max_bytes 0: the broker default (1 MiB). Default options. */
 int fjord_fetch(fjord_conn *conn, const char *topic, uint32_t partition, int64_t offset,
                 uint32_t max_wait_ms, uint32_t max_bytes, fjord_message_set **out,
                 fjord_error *err);
+/* The same with options (NULL: the defaults; credit_bytes is not used). */
+int fjord_fetch_opts(fjord_conn *conn, const char *topic, uint32_t partition, int64_t offset,
+                     uint32_t max_wait_ms, uint32_t max_bytes, const fjord_consumer_options *opts,
+                     fjord_message_set **out, fjord_error *err);
 
 typedef struct fjord_consumer fjord_consumer;
 
 /* A set of subscriptions on one connection. credit_bytes: the credit each subscription keeps
- * granted (0: 4 MiB); the consumer tops it up as fjord_consumer_poll hands out records. */
+ * granted (0: 4 MiB); the consumer tops it up as fjord_consumer_poll hands out records.
+ * Default options otherwise (CRC32C checked). */
 fjord_consumer *fjord_consumer_new(fjord_conn *conn, uint64_t credit_bytes, fjord_error *err);
+/* The same with options (NULL: the defaults). */
+fjord_consumer *fjord_consumer_new_opts(fjord_conn *conn, const fjord_consumer_options *opts,
+                                        fjord_error *err);
 /* Subscribes to topic/partition from `offset` (>= 0, or FJORD_OFFSET_EARLIEST / _LATEST, resolved
  * with ListOffsets). Returns 0; the broker's checks (unknown partition, offset out of range)
  * surface from fjord_consumer_poll. */
@@ -369,7 +401,8 @@ int fjord_consumer_subscribe(fjord_consumer *c, const char *topic, uint32_t part
                              int64_t offset, fjord_error *err);
 /* Next message from any subscription. Returns 1 (*out set; free it; it may hold 0 records if
  * every record was below the requested offset), 0 on timeout (timeout_ms; -1: forever), -1 on
- * error (a subscription ended with an ERROR frame, or the connection failed). */
+ * error (a subscription ended with an ERROR frame, or the connection failed; or a batch failed
+ * its checks: FJORD_ERR_CRC_MISMATCH / FJORD_ERR_CORRUPT, and that subscription is cancelled). */
 int fjord_consumer_poll(fjord_consumer *c, int timeout_ms, fjord_message_set **out,
                         fjord_error *err);
 /* Cancels every subscription and frees c. */

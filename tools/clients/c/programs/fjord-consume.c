@@ -1,5 +1,5 @@
 /* fjord-consume TOPIC --format json [--from-beginning | --offset N | --from-time MS]
- *               [--partition P] [--max-records N] [--timeout-ms T] [connection flags]
+ *               [--partition P] [--max-records N] [--timeout-ms T] [--no-check-crcs] [connection flags]
  *
  * Subscribes to the topic's partitions (or one) on one connection and prints one JSON object per
  * record (tools/clients/README.md), each partition in offset order. Without a start flag it
@@ -68,13 +68,15 @@ static void print_record(const char *topic, uint32_t partition, const fjord_reco
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fjord-consume TOPIC [--format json] [--from-beginning | --offset N | --from-time MS]\n"
-               "                     [--partition P] [--max-records N] [--timeout-ms T] [connection flags]\n"
+               "                     [--partition P] [--max-records N] [--timeout-ms T] [--no-check-crcs]\n"
+               "                     [connection flags]\n"
                "\n"
                "Prints one JSON object per record:\n"
                "  {\"topic\": T, \"partition\": P, \"offset\": O, \"timestamp\": MS, \"key\": B64|null,\n"
                "   \"value\": B64|null, \"headers\": [{\"key\": S, \"value\": B64|null}]}\n"
                "Without a start flag it starts at the end of the log. Exits 0 after --max-records\n"
-               "records or once no record arrived for --timeout-ms (default 10000).\n"
+               "records or once no record arrived for --timeout-ms (default 10000). Every batch's CRC32C\n"
+               "is verified unless --no-check-crcs is given; a damaged batch fails the run.\n"
                "\n" CLI_CONN_USAGE);
 }
 
@@ -85,7 +87,7 @@ int main(int argc, char **argv)
     cli_conn cc = {0};
     const char *topic = NULL, *format = "json";
     const char *offset_s = NULL, *time_s = NULL, *partition_s = NULL, *max_s = NULL, *timeout_s = NULL;
-    int from_beginning = 0;
+    int from_beginning = 0, skip_crc_check = 0;
     for (int i = 1; i < argc; i++) {
         int r;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -94,6 +96,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(argv[i], "--from-beginning") == 0) {
             from_beginning = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--no-check-crcs") == 0) {
+            skip_crc_check = 1;
             continue;
         }
         if ((r = cli_conn_flag(argc, argv, &i, &cc)) != 0 || (r = cli_value(argc, argv, &i, "format", &format)) != 0 ||
@@ -177,7 +183,10 @@ int main(int argc, char **argv)
         cli_error("--partition %" PRId64 ": topic '%s' has %" PRIu32 " partitions", partition, topic, count);
         goto out;
     }
-    consumer = fjord_consumer_new(conn, 0, &err);
+    fjord_consumer_options copts;
+    fjord_consumer_options_init(&copts);
+    copts.skip_crc_check = skip_crc_check;
+    consumer = fjord_consumer_new_opts(conn, &copts, &err);
     if (consumer == NULL) {
         cli_report("consume", &err);
         goto out;

@@ -3,6 +3,7 @@
 
 #include "fjord/v1/records.pb-c.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,11 @@ static const struct {
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -183,46 +189,60 @@ typedef struct batch_internal {
     fjord_header *headers;
 } batch_internal;
 
-int fjord_batch_decode(const uint8_t *data, size_t len, fjord_batch **out, fjord_error *err)
+/* Checks and decodes one batch. `topic` (NULL: none) and `partition` only name it in errors. The
+ * CRC32C comes first, so that any damaged bit of bytes [28, end) is reported as a CRC mismatch. */
+static int batch_decode(const uint8_t *data, size_t len, int check_crc, const char *topic, uint32_t partition,
+                        fjord_batch **out, fjord_error *err)
 {
     *out = NULL;
+    char where[300];
+    if (topic)
+        snprintf(where, sizeof where, "%s/%u: ", topic, partition);
+    else
+        where[0] = '\0';
     if (len < FJORD_BATCH_HEADER_SIZE) {
-        fjord_set_error(err, FJORD_ERR_CORRUPT, "batch of %zu bytes is shorter than its %d-byte header",
+        fjord_set_error(err, FJORD_ERR_CORRUPT, "%sbatch of %zu bytes is shorter than its %d-byte header", where,
                         len, FJORD_BATCH_HEADER_SIZE);
         return -1;
     }
+    long long base = (long long)le64(data + 1);
+    if (check_crc) {
+        uint32_t expected = le32(data + 24);
+        uint32_t actual = fjord_crc32c(0, data + 28, len - 28);
+        if (expected != actual) {
+            fjord_set_error(err, FJORD_ERR_CRC_MISMATCH,
+                            "%sCRC32C mismatch in the batch at offset %lld: expected 0x%08x (stored in the batch), "
+                            "actual 0x%08x (computed)", where, base, expected, actual);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < 12; i++) {
         if (data[header_tags[i].pos] != header_tags[i].tag) {
-            fjord_set_error(err, FJORD_ERR_CORRUPT, "batch header: tag 0x%02x at byte %zu, expected 0x%02x",
-                            data[header_tags[i].pos], header_tags[i].pos, header_tags[i].tag);
+            fjord_set_error(err, FJORD_ERR_CORRUPT, "%sbatch at offset %lld: tag 0x%02x at byte %zu, expected 0x%02x",
+                            where, base, data[header_tags[i].pos], header_tags[i].pos, header_tags[i].tag);
             return -1;
         }
     }
     uint32_t magic = le32(data + 29);
     if (magic != 1) {
-        fjord_set_error(err, FJORD_ERR_CORRUPT, "batch magic %u, expected 1", magic);
-        return -1;
-    }
-    uint32_t stored = le32(data + 24);
-    uint32_t computed = fjord_crc32c(0, data + 28, len - 28);
-    if (stored != computed) {
-        fjord_set_error(err, FJORD_ERR_CORRUPT, "batch CRC32C mismatch: stored 0x%08x, computed 0x%08x",
-                        stored, computed);
+        fjord_set_error(err, FJORD_ERR_CORRUPT, "%sbatch at offset %lld: magic %u, expected 1", where, base, magic);
         return -1;
     }
     uint32_t compression = le32(data + 34);
     if (compression != 0) {
-        fjord_set_error(err, FJORD_ERR_CORRUPT, "batch compression %u is not supported", compression);
+        fjord_set_error(err, FJORD_ERR_CORRUPT, "%sbatch at offset %lld: compression %u is not supported", where,
+                        base, compression);
         return -1;
     }
     Fjord__V1__RecordBatch *m = fjord__v1__record_batch__unpack(NULL, len, data);
     if (m == NULL) {
-        fjord_set_error(err, FJORD_ERR_CORRUPT, "batch does not decode as fjord.v1.RecordBatch");
+        fjord_set_error(err, FJORD_ERR_CORRUPT, "%sbatch at offset %lld does not decode as fjord.v1.RecordBatch",
+                        where, base);
         return -1;
     }
     if (m->record_count != m->n_records || m->n_records == 0) {
-        fjord_set_error(err, FJORD_ERR_CORRUPT, "batch declares %u records but holds %zu",
-                        m->record_count, m->n_records);
+        fjord_set_error(err, FJORD_ERR_CORRUPT, "%sbatch at offset %lld declares %u records but holds %zu", where,
+                        base, m->record_count, m->n_records);
         fjord__v1__record_batch__free_unpacked(m, NULL);
         return -1;
     }
@@ -283,6 +303,11 @@ int fjord_batch_decode(const uint8_t *data, size_t len, fjord_batch **out, fjord
     }
     *out = b;
     return 0;
+}
+
+int fjord_batch_decode(const uint8_t *data, size_t len, fjord_batch **out, fjord_error *err)
+{
+    return batch_decode(data, len, 1, NULL, 0, out, err);
 }
 
 void fjord_batch_free(fjord_batch *b)
@@ -389,7 +414,8 @@ void fjord_message_set_free(fjord_message_set *s)
 
 fjord_message_set *fjord_message_set_from_batches(const char *topic, uint32_t partition,
                                                   const uint8_t *set, size_t len,
-                                                  int64_t min_offset, fjord_error *err)
+                                                  int64_t min_offset, const fjord_batch_checks *checks,
+                                                  fjord_error *err)
 {
     fjord_message_set *s = calloc(1, sizeof *s);
     set_internal *in = calloc(1, sizeof *in);
@@ -428,16 +454,40 @@ fjord_message_set *fjord_message_set_from_batches(const char *topic, uint32_t pa
             goto oom;
     }
     size_t total = 0;
+    int check_crc = checks ? checks->check_crc : 1;
+    int64_t expected = checks ? checks->expected_offset : -1;
+    int holding = checks ? checks->holding : 0;
     r.p = set;
     while (fjord_pb_next(&r, &f) == 1) {
         if (f.number != 1 || f.wire_type != 2)
             continue;
         fjord_batch *b;
-        if (fjord_batch_decode(f.data, f.len, &b, err) < 0) {
+        if (batch_decode(f.data, f.len, check_crc, s->topic, partition, &b, err) < 0) {
             fjord_message_set_free(s);
             return NULL;
         }
         in->batches[in->n_batches++] = b;
+        /* Offsets are contiguous: the first batch holds (fetch) or starts at (a subscription's later
+         * message) the expected offset; each later batch starts where the previous one ended. */
+        int64_t end = b->base_offset + (int64_t)b->record_count;
+        if (expected >= 0) {
+            int ok = holding ? b->base_offset <= expected && expected < end : b->base_offset == expected;
+            if (!ok) {
+                if (holding)
+                    fjord_set_error(err, FJORD_ERR_CORRUPT,
+                                    "%s/%u: the first batch holds offsets %lld..%lld, not the requested offset %lld",
+                                    s->topic, partition, (long long)b->base_offset, (long long)end - 1,
+                                    (long long)expected);
+                else
+                    fjord_set_error(err, FJORD_ERR_CORRUPT,
+                                    "%s/%u: batch at offset %lld, expected it at %lld (offsets must be contiguous)",
+                                    s->topic, partition, (long long)b->base_offset, (long long)expected);
+                fjord_message_set_free(s);
+                return NULL;
+            }
+        }
+        expected = end;
+        holding = 0;
         for (size_t i = 0; i < b->record_count; i++)
             if (b->records[i].offset >= min_offset)
                 total++;

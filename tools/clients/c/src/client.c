@@ -420,8 +420,20 @@ static int64_t varint_i64(uint64_t v)
     return (int64_t)v;
 }
 
+void fjord_consumer_options_init(fjord_consumer_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+}
+
 int fjord_fetch(fjord_conn *c, const char *topic, uint32_t partition, int64_t offset, uint32_t max_wait_ms,
                 uint32_t max_bytes, fjord_message_set **out, fjord_error *err)
+{
+    return fjord_fetch_opts(c, topic, partition, offset, max_wait_ms, max_bytes, NULL, out, err);
+}
+
+int fjord_fetch_opts(fjord_conn *c, const char *topic, uint32_t partition, int64_t offset, uint32_t max_wait_ms,
+                     uint32_t max_bytes, const fjord_consumer_options *opts, fjord_message_set **out,
+                     fjord_error *err)
 {
     *out = NULL;
     Fjord__V1__FetchPartition fp = FJORD__V1__FETCH_PARTITION__INIT;
@@ -486,7 +498,9 @@ int fjord_fetch(fjord_conn *c, const char *topic, uint32_t partition, int64_t of
         if (perr)
             break;
         (void)part;
-        fjord_message_set *s = fjord_message_set_from_batches(topic, partition, recs, recs_len, offset, err);
+        /* The first batch is the one holding `offset` (protocol.md, Fetch). */
+        fjord_batch_checks checks = {!(opts && opts->skip_crc_check), offset, 1};
+        fjord_message_set *s = fjord_message_set_from_batches(topic, partition, recs, recs_len, offset, &checks, err);
         if (s == NULL)
             break;
         s->high_watermark = hwm;
@@ -510,11 +524,13 @@ typedef struct subscription {
     char *topic;
     uint32_t partition;
     int64_t next_offset;
+    int continues; /* a batch has arrived: the next one starts exactly at next_offset */
 } subscription;
 
 struct fjord_consumer {
     fjord_conn *conn;
     uint64_t credit;
+    int check_crc;
     subscription *subs;
     size_t n_subs, cap_subs;
     uint32_t *sids;
@@ -522,13 +538,22 @@ struct fjord_consumer {
 
 fjord_consumer *fjord_consumer_new(fjord_conn *c, uint64_t credit_bytes, fjord_error *err)
 {
+    fjord_consumer_options opts;
+    fjord_consumer_options_init(&opts);
+    opts.credit_bytes = credit_bytes;
+    return fjord_consumer_new_opts(c, &opts, err);
+}
+
+fjord_consumer *fjord_consumer_new_opts(fjord_conn *c, const fjord_consumer_options *opts, fjord_error *err)
+{
     fjord_consumer *k = calloc(1, sizeof *k);
     if (k == NULL) {
         fjord_set_error(err, FJORD_ERR_NO_MEMORY, "out of memory");
         return NULL;
     }
     k->conn = c;
-    k->credit = credit_bytes ? credit_bytes : 4u * 1024 * 1024;
+    k->credit = opts && opts->credit_bytes ? opts->credit_bytes : 4u * 1024 * 1024;
+    k->check_crc = !(opts && opts->skip_crc_check);
     return k;
 }
 
@@ -579,7 +604,7 @@ int fjord_consumer_subscribe(fjord_consumer *k, const char *topic, uint32_t part
         free(t);
         return -1;
     }
-    k->subs[k->n_subs] = (subscription){sid, t, partition, offset};
+    k->subs[k->n_subs] = (subscription){sid, t, partition, offset, 0};
     k->sids[k->n_subs] = sid;
     k->n_subs++;
     return 0;
@@ -644,15 +669,25 @@ int fjord_consumer_poll(fjord_consumer *k, int timeout_ms, fjord_message_set **o
         fjord_frame_free(f);
         return -1;
     }
+    /* The first message starts at the batch holding the requested offset, later ones exactly where
+     * the previous message ended (protocol.md, Subscribe). */
+    fjord_batch_checks checks = {k->check_crc, s->next_offset, !s->continues};
     fjord_message_set *set = fjord_message_set_from_batches(s->topic, s->partition, recs, recs_len,
-                                                            s->next_offset, err);
+                                                            s->next_offset, &checks, err);
     fjord_frame_free(f);
-    if (set == NULL)
+    if (set == NULL) {
+        /* Damaged or unreadable data comes back the same: end this subscription, as an ERROR frame would. */
+        fjord_error ignored;
+        fjord_conn_send(k->conn, s->sid, FJORD_METHOD_SUBSCRIBE, FJORD_FLAG_CANCEL, NULL, 0, &ignored);
+        remove_sub(k, i);
         return -1;
+    }
     set->high_watermark = hwm;
     set->log_start_offset = lso;
-    if (set->next_offset > s->next_offset)
+    if (set->next_offset > s->next_offset) { /* at least one batch */
         s->next_offset = set->next_offset;
+        s->continues = 1;
+    }
     /* Each message spent its records' size from the credit: grant it again. */
     if (recs_len > 0) {
         Fjord__V1__SubscribeCredit credit = FJORD__V1__SUBSCRIBE_CREDIT__INIT;

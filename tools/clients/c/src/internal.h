@@ -63,11 +63,21 @@ int fjord_conn_timeout(const fjord_conn *conn);
 /* Monotonic milliseconds. */
 int64_t fjord_now_ms(void);
 
+/* What fjord_message_set_from_batches checks besides each batch's layout and records. */
+typedef struct fjord_batch_checks {
+    int check_crc;           /* verify each batch's CRC32C */
+    int64_t expected_offset; /* the first batch holds (holding) or starts at (!holding) it; -1: unchecked */
+    int holding;
+} fjord_batch_checks;
+
 /* Message sets: parse a RecordBatchSet (raw bytes) into a new message set holding the records at
- * or after min_offset. */
+ * or after min_offset. Every batch is checked (checks NULL: CRC32C only), and later batches must
+ * start where the previous one ended. Fails with FJORD_ERR_CRC_MISMATCH or FJORD_ERR_CORRUPT;
+ * nothing is returned then. */
 fjord_message_set *fjord_message_set_from_batches(const char *topic, uint32_t partition,
                                                   const uint8_t *set, size_t len,
-                                                  int64_t min_offset, fjord_error *err);
+                                                  int64_t min_offset, const fjord_batch_checks *checks,
+                                                  fjord_error *err);
 
 /* Minimal protobuf wire reader for the hot responses (fetch, subscribe), so that batches are
  * checked against their CRC in the bytes the broker stored. */

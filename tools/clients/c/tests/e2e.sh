@@ -78,17 +78,20 @@ data="$tmp/data"
 mkdir -p "$data"
 stdbuf_cmd=()
 command -v stdbuf >/dev/null && stdbuf_cmd=(stdbuf -oL) # the broker's stdout is block-buffered in a pipe
-"${stdbuf_cmd[@]}" "$FJORD_BIN" serve --data-dir "$data" --listen 127.0.0.1:0 --operations-listen off \
-    --set tls.client.auth=required >"$tmp/broker.out" 2>"$tmp/broker.err" &
-broker_pid=$!
-port=
-for _ in $(seq 1 600); do
-    port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\) (TLS).*/\1/p' "$tmp/broker.out" | head -1)
-    [[ -z "$port" ]] && port=$(sed -n 's/.*listen\.tls=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$tmp/broker.err" | head -1)
-    [[ -n "$port" && -s "$data/certs/ca.pem" ]] && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
-done
+start_broker() { # starts the broker on $data; sets broker_pid and port (empty if it did not start)
+    "${stdbuf_cmd[@]}" "$FJORD_BIN" serve --data-dir "$data" --listen 127.0.0.1:0 --operations-listen off \
+        --set tls.client.auth=required >"$tmp/broker.out" 2>"$tmp/broker.err" &
+    broker_pid=$!
+    port=
+    for _ in $(seq 1 600); do
+        port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\) (TLS).*/\1/p' "$tmp/broker.out" | head -1)
+        [[ -z "$port" ]] && port=$(sed -n 's/.*listen\.tls=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$tmp/broker.err" | head -1)
+        [[ -n "$port" && -s "$data/certs/ca.pem" ]] && break
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+}
+start_broker
 if [[ -z "$port" ]]; then
     not_ok "broker starts and reports its port"
     show "$tmp/broker.out"
@@ -336,6 +339,50 @@ if [[ "$(cat "$tmp/host.out")" == 3 ]]; then ok "host name verification (localho
     show "$tmp/host.out"
 fi
 
-if ((${#vg[@]})); then echo "valgrind: $vg_runs runs"; fi
 kill -0 "$broker_pid" 2>/dev/null && ok "broker still running" || not_ok "broker still running"
+
+# ----- a batch damaged on disk never reaches the application ------------------------------------
+# Three batches (offsets 0-9, 10-14, 15-19); the broker is stopped cleanly (no rescan at start),
+# one bit of the middle batch's record value is flipped in the segment file, and the broker is
+# started again. fjord-consume must fail, not retriably, with the client's CRC_MISMATCH (or the
+# broker's CORRUPT_LOG where the broker verifies what it reads), and print none of that batch.
+admin create-topic e2e-damaged 1 >/dev/null 2>&1
+for part in good:0:10 MARKER-to-damage:10:5 after:15:5; do
+    IFS=: read -r word first count <<<"$part"
+    for i in $(seq 0 $((count - 1))); do
+        printf '{"value": "%s", "partition": 0, "timestamp": %d}\n' "$(printf '%s-%d' "$word" "$i" | base64)" $((base_ts + first + i))
+    done >"$tmp/in-dmg.jsonl"
+    "$build/fjord-produce" e2e-damaged --format json "${conn[@]}" <"$tmp/in-dmg.jsonl" >>"$tmp/prod-dmg.jsonl" 2>"$tmp/prod-dmg.err"
+done
+kill -TERM "$broker_pid"
+wait "$broker_pid"
+broker_pid=
+segment=$(grep -rl --include='*.log' 'MARKER-to-damage-2' "$data" | head -1)
+pos=$(grep -obUa 'MARKER-to-damage-2' "$segment" 2>/dev/null | head -1 | cut -d: -f1)
+if [[ $(wc -l <"$tmp/prod-dmg.jsonl") -eq 20 && -n "$pos" ]]; then
+    printf 'L' | dd of="$segment" bs=1 seek="$pos" conv=notrunc status=none # 'M' (0x4d) -> 'L' (0x4c): one bit
+    ok "20 records in 3 batches stored; one bit of the middle batch flipped on disk (byte $pos of $(basename "$segment"))"
+else
+    not_ok "store 3 batches and find the one to damage"
+    show "$tmp/prod-dmg.err"
+fi
+start_broker
+conn=(--broker "127.0.0.1:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem")
+if [[ -z "$port" ]]; then
+    not_ok "broker restarts on the damaged log"
+    show "$tmp/broker.err"
+    finish
+fi
+consume consume-damaged "$tmp/cons-dmg.jsonl" "$tmp/cons-dmg.err" e2e-damaged --from-beginning --timeout-ms 3000
+rc=$?
+if [[ $rc -eq 1 ]] && grep -qE 'CRC_MISMATCH|CORRUPT_LOG' "$tmp/cons-dmg.err" &&
+    ! grep -qE '"offset": ?1[0-4][,}]' "$tmp/cons-dmg.jsonl"; then
+    ok "fjord-consume refuses the damaged batch and prints none of it: $(head -1 "$tmp/cons-dmg.err")"
+else
+    not_ok "fjord-consume over a damaged batch (exit $rc)"
+    show "$tmp/cons-dmg.err"
+    show "$tmp/cons-dmg.jsonl"
+fi
+
+if ((${#vg[@]})); then echo "valgrind: $vg_runs runs"; fi
 finish

@@ -245,19 +245,19 @@ static void test_batch_example(void)
                         set);
     memcpy(set + slen, want + 28, wlen - 28);
     slen += wlen - 28;
-    fjord_message_set *ms = fjord_message_set_from_batches("events", 0, set, slen, 0, &err);
+    fjord_message_set *ms = fjord_message_set_from_batches("events", 0, set, slen, 0, NULL, &err);
     CHECK(ms != NULL && ms->record_count == 1 && ms->records[0].offset == 0 &&
               ms->records[0].timestamp == 1700000000000 && ms->records[0].has_value &&
               ms->records[0].value_len == 5 && memcmp(ms->records[0].value, "hello", 5) == 0 &&
               !ms->records[0].has_key && ms->next_offset == 1,
           "fetch example RecordBatchSet decodes (%s)", ms ? "ok" : err.message);
     fjord_message_set_free(ms);
-    ms = fjord_message_set_from_batches("events", 0, set, slen, 1, &err);
+    ms = fjord_message_set_from_batches("events", 0, set, slen, 1, NULL, &err);
     CHECK(ms != NULL && ms->record_count == 0 && ms->next_offset == 1, "records below the offset are skipped");
     fjord_message_set_free(ms);
     set[40] ^= 1; /* inside the CRC'd bytes */
-    ms = fjord_message_set_from_batches("events", 0, set, slen, 0, &err);
-    CHECK(ms == NULL && err.code == FJORD_ERR_CORRUPT, "a damaged batch in a set is rejected");
+    ms = fjord_message_set_from_batches("events", 0, set, slen, 0, NULL, &err);
+    CHECK(ms == NULL && err.code == FJORD_ERR_CRC_MISMATCH, "a damaged batch in a set is rejected");
     fjord_message_set_free(ms);
 }
 
@@ -332,12 +332,12 @@ static void test_batch_round_trip(void)
     }
     /* corruption is detected */
     b[len - 1] ^= 0x20;
-    CHECK(fjord_batch_decode(b, len, &d, &err) < 0 && err.code == FJORD_ERR_CORRUPT &&
+    CHECK(fjord_batch_decode(b, len, &d, &err) < 0 && err.code == FJORD_ERR_CRC_MISMATCH &&
               strstr(err.message, "CRC32C") != NULL,
           "flipped bit fails the CRC check");
     b[len - 1] ^= 0x20;
-    b[28] = 0x2c;
-    CHECK(fjord_batch_decode(b, len, &d, &err) < 0, "wrong tag is rejected");
+    b[28] = 0x2c; /* covered by the CRC: reported as a CRC mismatch */
+    CHECK(fjord_batch_decode(b, len, &d, &err) < 0 && err.code == FJORD_ERR_CRC_MISMATCH, "wrong tag is rejected");
     b[28] = 0x2d;
     CHECK(fjord_batch_decode(b, 79, &d, &err) < 0, "short batch is rejected");
     free(b);
@@ -368,6 +368,199 @@ static void test_misc(void)
               !fjord_error_code_retriable(999),
           "retriable flags");
     CHECK(strcmp(fjord_error_name(999), "CODE_999") == 0, "unknown code name");
+    CHECK(strcmp(fjord_error_name(FJORD_ERROR_CORRUPT_LOG), "CORRUPT_LOG") == 0 &&
+              !fjord_error_code_retriable(FJORD_ERROR_CORRUPT_LOG),
+          "CORRUPT_LOG (62) is known and not retriable");
+    CHECK(strcmp(fjord_error_name(FJORD_ERR_CRC_MISMATCH), "CRC_MISMATCH") == 0 &&
+              !fjord_error_code_retriable(FJORD_ERR_CRC_MISMATCH),
+          "CRC_MISMATCH is named and not retriable");
+}
+
+/* ----- integrity of fetched batches ----------------------------------------------------------- */
+
+/* The plain one-table CRC32C, as a reference for the library's (hardware or slicing-by-8). */
+static uint32_t crc32c_reference(const uint8_t *p, size_t n)
+{
+    uint32_t crc = 0xffffffffu;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+    }
+    return ~crc;
+}
+
+static void test_crc32c_against_reference(void)
+{
+    enum { N = 5000 };
+    uint8_t *buf = malloc(N + 16);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < N + 16; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    int ok = 1;
+    /* Lengths across the paths (bytes, words, 3-way interleave at 768, folding from 256) and every
+     * alignment. */
+    size_t lens[] = {0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 257, 767, 768, 769, 1000, 2304, 4096, N};
+    for (size_t a = 0; a < 8; a++)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+            if (fjord_crc32c(0, buf + a, lens[i]) != crc32c_reference(buf + a, lens[i]))
+                ok = 0, printf("  crc32c differs: alignment %zu length %zu\n", a, lens[i]);
+    CHECK(ok, "crc32c (%s) matches the bitwise reference", fjord_crc32c_hardware() ? "hardware" : "table");
+    uint32_t part = fjord_crc32c(fjord_crc32c(0, buf, 1000), buf + 1000, N - 1000);
+    CHECK(part == crc32c_reference(buf, N), "incremental crc32c over 5000 bytes");
+    free(buf);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A RecordBatchSet of batches built by fjord_batch_encode, stamped with base offsets as the broker
+ * does (bytes 1-8, outside the CRC), each with the 5-byte padded length prefix. Returns its length;
+ * *pos[i] is where batch i starts in out. */
+static size_t build_set(const size_t *counts, const int64_t *bases, size_t n, uint8_t *out, size_t *pos)
+{
+    size_t len = 0;
+    for (size_t k = 0; k < n; k++) {
+        fjord_record r[8];
+        char values[8][32];
+        memset(r, 0, sizeof r);
+        for (size_t i = 0; i < counts[k]; i++) {
+            int vl = snprintf(values[i], sizeof values[i], "batch-%zu-value-%zu", k, i);
+            r[i].value = (const uint8_t *)values[i];
+            r[i].value_len = (size_t)vl;
+            r[i].has_value = 1;
+            r[i].key = (const uint8_t *)"key";
+            r[i].key_len = 3;
+            r[i].has_key = 1;
+            r[i].timestamp = 1700000000000 + (int64_t)i;
+        }
+        uint8_t *b;
+        size_t bl;
+        fjord_error err;
+        if (fjord_batch_encode(r, counts[k], &b, &bl, &err) < 0) {
+            printf("  encode: %s\n", err.message);
+            return 0;
+        }
+        put64(b + 1, (uint64_t)bases[k]);
+        out[len++] = 0x0a;
+        for (int i = 0; i < 4; i++)
+            out[len++] = (uint8_t)(((bl >> (7 * i)) & 0x7f) | 0x80);
+        out[len++] = (uint8_t)(bl >> 28);
+        pos[k] = len;
+        memcpy(out + len, b, bl);
+        len += bl;
+        free(b);
+    }
+    return len;
+}
+
+static void test_fetched_crc_checked(void)
+{
+    size_t counts[] = {3, 2};
+    int64_t bases[] = {40, 43};
+    uint8_t set[1024], bad[1024];
+    size_t pos[2];
+    size_t len = build_set(counts, bases, 2, set, pos);
+    fjord_batch_checks checks = {1, 41, 1};
+    fjord_error err;
+    fjord_message_set *ms = fjord_message_set_from_batches("events", 3, set, len, 41, &checks, &err);
+    CHECK(ms && ms->record_count == 4 && ms->records[0].offset == 41 && ms->next_offset == 45,
+          "a good set passes: %s", ms ? "ok" : err.message);
+    fjord_message_set_free(ms);
+    /* Every bit of the second batch's CRC-covered bytes [28, end). */
+    int all = 1, named = 1;
+    size_t b2 = pos[1], end = len;
+    for (size_t i = b2 + 28; i < end; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            memcpy(bad, set, len);
+            bad[i] ^= (uint8_t)(1u << bit);
+            ms = fjord_message_set_from_batches("events", 3, bad, len, 41, &checks, &err);
+            if (ms != NULL || err.code != FJORD_ERR_CRC_MISMATCH || err.retriable) {
+                all = 0;
+                printf("  byte %zu bit %d: %s (%d)\n", i - b2, bit, ms ? "accepted" : err.message, err.code);
+            }
+            fjord_message_set_free(ms);
+            char want[160];
+            uint32_t expected = (uint32_t)bad[b2 + 24] | (uint32_t)bad[b2 + 25] << 8 | (uint32_t)bad[b2 + 26] << 16 |
+                                (uint32_t)bad[b2 + 27] << 24;
+            snprintf(want, sizeof want,
+                     "events/3: CRC32C mismatch in the batch at offset 43: expected 0x%08x (stored in the batch), "
+                     "actual 0x%08x (computed)",
+                     expected, crc32c_reference(bad + b2 + 28, end - b2 - 28));
+            if (strcmp(err.message, want) != 0) {
+                named = 0;
+                printf("  message: %s\n  wanted:  %s\n", err.message, want);
+            }
+        }
+    CHECK(all, "every flipped bit of the covered region fails with FJORD_ERR_CRC_MISMATCH, nothing returned");
+    CHECK(named, "the message names topic/partition, offset, expected and actual CRC");
+    /* skip_crc_check: the damaged value comes through, the offset checks stay. */
+    memcpy(bad, set, len);
+    uint8_t *v = NULL;
+    for (size_t i = b2; i + 15 <= len && v == NULL; i++)
+        if (memcmp(bad + i, "batch-1-value-1", 15) == 0)
+            v = bad + i;
+    if (v)
+        v[14] ^= 0x01; /* '1' -> '0' */
+    fjord_batch_checks nocrc = {0, 41, 1};
+    ms = fjord_message_set_from_batches("events", 3, bad, len, 41, &nocrc, &err);
+    CHECK(v && ms && ms->record_count == 4 && memcmp(ms->records[3].value, "batch-1-value-0", 15) == 0,
+          "skip_crc_check returns the bytes as received: %s", ms ? "ok" : err.message);
+    fjord_message_set_free(ms);
+    nocrc.expected_offset = 50;
+    ms = fjord_message_set_from_batches("events", 3, set, len, 50, &nocrc, &err);
+    CHECK(ms == NULL && err.code == FJORD_ERR_CORRUPT, "offsets are still checked without the CRC");
+    fjord_message_set_free(ms);
+}
+
+static void test_fetched_offsets_contiguous(void)
+{
+    size_t counts[] = {4, 2, 3};
+    int64_t bases[] = {10, 14, 16};
+    uint8_t set[2048], bad[2048];
+    size_t pos[3];
+    size_t len = build_set(counts, bases, 3, set, pos);
+    fjord_error err;
+    fjord_batch_checks fetch = {1, 12, 1};
+    fjord_message_set *ms = fjord_message_set_from_batches("t", 0, set, len, 12, &fetch, &err);
+    CHECK(ms && ms->record_count == 7 && ms->records[0].offset == 12 && ms->records[6].offset == 18 &&
+              ms->next_offset == 19,
+          "contiguous batches pass: %s", ms ? "ok" : err.message);
+    fjord_message_set_free(ms);
+    /* Every bit of the second batch's base offset (outside the CRC): the continuity check sees it. */
+    int all = 1;
+    for (int bit = 0; bit < 64; bit++) {
+        memcpy(bad, set, len);
+        bad[pos[1] + 1 + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        ms = fjord_message_set_from_batches("t", 0, bad, len, 12, &fetch, &err);
+        if (ms != NULL || err.code != FJORD_ERR_CORRUPT || err.retriable || !strstr(err.message, "expected it at 14")) {
+            all = 0;
+            printf("  bit %d: %s\n", bit, ms ? "accepted" : err.message);
+        }
+        fjord_message_set_free(ms);
+    }
+    CHECK(all, "every flipped bit of a later base offset fails the continuity check");
+    /* The first batch's base offset: it must hold the requested offset. */
+    memcpy(bad, set, len);
+    bad[pos[0] + 1 + 5] ^= 0x01; /* bit 40 */
+    ms = fjord_message_set_from_batches("t", 0, bad, len, 12, &fetch, &err);
+    CHECK(ms == NULL && err.code == FJORD_ERR_CORRUPT && strstr(err.message, "not the requested offset 12"),
+          "the first batch must hold the requested offset: %s", ms ? "accepted" : err.message);
+    fjord_message_set_free(ms);
+    /* A subscription's later message starts exactly at the next offset. */
+    fjord_batch_checks next = {1, 14, 0};
+    ms = fjord_message_set_from_batches("t", 0, set + pos[1] - 6, len - pos[1] + 6, 14, &next, &err);
+    CHECK(ms && ms->record_count == 5, "a continuing message at the next offset passes: %s", ms ? "ok" : err.message);
+    fjord_message_set_free(ms);
+    next.expected_offset = 13;
+    ms = fjord_message_set_from_batches("t", 0, set + pos[1] - 6, len - pos[1] + 6, 13, &next, &err);
+    CHECK(ms == NULL && err.code == FJORD_ERR_CORRUPT, "a continuing message must start at the next offset");
+    fjord_message_set_free(ms);
 }
 
 static void test_json(void)
@@ -439,6 +632,9 @@ int main(void)
     test_batch_example();
     test_batch_round_trip();
     test_misc();
+    test_crc32c_against_reference();
+    test_fetched_crc_checked();
+    test_fetched_offsets_contiguous();
     test_json();
     printf("unit: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -4,7 +4,7 @@ Written from docs/protocol.md, docs/storage-format.md and proto/fjord/v1 alone. 
 standard library (ssl, socket, threading) and the `protobuf` runtime. Generated code lives in
 fjord_client/fjord/v1 (tools/clients/python/codegen.sh).
 """
-from .batch import ConsumedRecord, CorruptBatchError, Header, Record, build_batch, decode_batch
+from .batch import ConsumedRecord, Header, Record, build_batch, decode_batch
 from .client import (ACKS, EARLIEST, LATEST, Client, FetchResult, Producer, RecordFuture, RecordMetadata,
                      Subscription)
 from .connection import Connection, make_ssl_context
@@ -15,6 +15,6 @@ from .murmur2 import murmur2, partition_for_key
 
 __version__ = "0.1.0"
 __all__ = ["Client", "Producer", "Subscription", "Connection", "make_ssl_context", "Record", "Header",
-           "ConsumedRecord", "FetchResult", "RecordMetadata", "RecordFuture", "CorruptBatchError",
+           "ConsumedRecord", "FetchResult", "RecordMetadata", "RecordFuture",
            "build_batch", "decode_batch", "crc32c", "murmur2", "partition_for_key", "ACKS", "EARLIEST",
            "LATEST"] + list(_errors_all)

@@ -4,6 +4,10 @@ import time
 from collections import namedtuple
 
 from .crc32c import crc32c
+from .errors import BatchIntegrityError, CrcMismatchError, OffsetGapError
+
+# The name this module has always used; not the broker's code-40 class of the same name in errors.
+CorruptBatchError = BatchIntegrityError
 from .fjord.v1 import records_pb2
 from .wire import WireError, iter_fields, read_varint
 
@@ -16,6 +20,7 @@ HEADER_TAGS = ((0, 0x09), (9, 0x15), (14, 0x19), (23, 0x25), (28, 0x2D), (33, 0x
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _I32 = struct.Struct("<i")
+_U64 = struct.Struct("<Q")
 
 
 class Header(namedtuple("Header", "key value")):
@@ -40,10 +45,6 @@ class Record:
 
 class ConsumedRecord(namedtuple("ConsumedRecord", "topic partition offset timestamp key value headers")):
     """A record read back from the broker. headers is a list of Header."""
-
-
-class CorruptBatchError(ValueError):
-    """A batch received from the broker fails the checks of storage-format.md (tags, CRC, records)."""
 
 
 DecodedBatch = namedtuple("DecodedBatch", "base_offset partition_leader_epoch log_append_time crc "
@@ -96,24 +97,50 @@ def batch_crc_ok(data):
     return _U32.unpack_from(data, 24)[0] == crc32c(memoryview(data)[CRC_START:])
 
 
-def decode_batch(data, verify_crc=True):
+def check_batch_crc(data, topic=None, partition=None):
+    """Raise CrcMismatchError unless the CRC32C of bytes [28, end) equals the one at [24, 28).
+
+    `data` must hold at least the 80-byte header."""
+    expected = _U32.unpack_from(data, 24)[0]
+    actual = crc32c(memoryview(data)[CRC_START:])
+    if actual != expected:
+        raise CrcMismatchError(topic, partition, _U64.unpack_from(data, 1)[0], expected, actual)
+
+
+def decode_batch(data, check_crc=True, topic=None, partition=None):
     """Parse one stored batch (bytes) into a DecodedBatch whose records are
-    (offset, timestamp, key, value, headers) tuples; checks tags, magic, CRC and record count."""
+    (offset, timestamp, key, value, headers) tuples.
+
+    Checks, in order: length, CRC32C (unless `check_crc` is false; first, so that any damaged bit
+    of bytes [28, end) is reported as a CrcMismatchError), the 12 header tags, magic, compression
+    and record count. `topic` and `partition` only name the batch in errors."""
     data = bytes(data)
-    check_header_layout(data)
+    if len(data) < HEADER_BYTES:
+        raise CorruptBatchError("batch of %d bytes is shorter than the %d-byte header" % (len(data), HEADER_BYTES),
+                                topic=topic, partition=partition)
+    if check_crc:
+        check_batch_crc(data, topic, partition)
+    base_offset = _U64.unpack_from(data, 1)[0]
+    where = "%s/%s, batch at offset %d: " % (topic, partition, base_offset)
+
+    def corrupt(message):
+        return CorruptBatchError(where + message, topic=topic, partition=partition, offset=base_offset)
+
+    try:
+        check_header_layout(data)
+    except CorruptBatchError as exc:
+        raise corrupt(exc.message) from None
     stored_crc = _U32.unpack_from(data, 24)[0]
-    if verify_crc and stored_crc != crc32c(memoryview(data)[CRC_START:]):
-        raise CorruptBatchError("CRC32C mismatch (stored 0x%08x)" % stored_crc)
     try:
         pb = records_pb2.RecordBatch.FromString(data)
     except Exception as exc:  # noqa: BLE001
-        raise CorruptBatchError("batch does not decode: %s" % exc) from None
+        raise corrupt("batch does not decode: %s" % exc) from None
     if pb.magic != MAGIC:
-        raise CorruptBatchError("magic %d, expected %d" % (pb.magic, MAGIC))
+        raise corrupt("magic %d, expected %d" % (pb.magic, MAGIC))
     if pb.compression != records_pb2.COMPRESSION_CODEC_NONE:
-        raise CorruptBatchError("compression codec %d is not supported" % pb.compression)
-    if len(pb.records) != pb.record_count:
-        raise CorruptBatchError("record_count %d but %d records" % (pb.record_count, len(pb.records)))
+        raise corrupt("compression codec %d is not supported" % pb.compression)
+    if pb.record_count < 1 or len(pb.records) != pb.record_count:
+        raise corrupt("record_count %d but %d records" % (pb.record_count, len(pb.records)))
     out = []
     for i, r in enumerate(pb.records):
         out.append((pb.base_offset + i, pb.first_timestamp + r.timestamp_delta,
@@ -143,21 +170,46 @@ def frame_batch(batch):
     return prefix + bytes(batch)
 
 
-def records_from_batch_set(topic, partition, buf, start=0, end=None, min_offset=0, verify_crc=True):
+def records_from_batch_set(topic, partition, buf, start=0, end=None, min_offset=0, check_crcs=True,
+                           expected_offset=None, holding=False):
     """(records >= min_offset, next offset or None) from a RecordBatchSet's bytes.
 
-    The next offset is the last batch's base_offset + record_count (protocol.md, Fetch)."""
-    records = []
+    Every batch is checked (decode_batch; its CRC32C unless `check_crcs` is false) and must start
+    where the previous one ended (base_offset + record_count). The first batch must start at
+    `expected_offset` or, with `holding=True`, hold it (protocol.md: a fetch's first batch is the
+    one holding the requested offset); None (or a negative offset) leaves the first batch
+    unchecked. A batch that fails raises BatchIntegrityError (CrcMismatchError, OffsetGapError)
+    and no record of the set is returned. The next offset is the last batch's base_offset + record_count (protocol.md, Fetch)."""
+    batches = []
     next_offset = None
     for raw in split_batch_set(buf, start, end):
-        b = decode_batch(raw, verify_crc)
+        b = decode_batch(raw, check_crcs, topic, partition)
+        if next_offset is not None:
+            if b.base_offset != next_offset:
+                raise OffsetGapError(
+                    "%s/%s: batch at offset %d follows one that ended at %d; offsets must be contiguous"
+                    % (topic, partition, b.base_offset, next_offset),
+                    topic=topic, partition=partition, offset=b.base_offset, expected_offset=next_offset)
+        elif expected_offset is not None and expected_offset >= 0:
+            if holding and not b.base_offset <= expected_offset < b.base_offset + b.record_count:
+                raise OffsetGapError(
+                    "%s/%s: the first batch holds offsets %d..%d, not the requested offset %d"
+                    % (topic, partition, b.base_offset, b.base_offset + b.record_count - 1, expected_offset),
+                    topic=topic, partition=partition, offset=b.base_offset, expected_offset=expected_offset)
+            if not holding and b.base_offset != expected_offset:
+                raise OffsetGapError(
+                    "%s/%s: batch at offset %d, expected the next batch at %d"
+                    % (topic, partition, b.base_offset, expected_offset),
+                    topic=topic, partition=partition, offset=b.base_offset, expected_offset=expected_offset)
         next_offset = b.base_offset + b.record_count
-        for off, ts, key, value, headers in b.records:
-            if off >= min_offset:
-                records.append(ConsumedRecord(topic, partition, off, ts, key, value, headers))
+        batches.append(b)
+    records = [ConsumedRecord(topic, partition, off, ts, key, value, headers)
+               for b in batches for off, ts, key, value, headers in b.records if off >= min_offset]
     return records, next_offset
 
 
-__all__ = ["Record", "Header", "ConsumedRecord", "CorruptBatchError", "DecodedBatch", "build_batch",
+__all__ = ["Record", "Header", "ConsumedRecord", "CorruptBatchError", "BatchIntegrityError", "CrcMismatchError",
+           "OffsetGapError",
+           "DecodedBatch", "build_batch", "check_batch_crc",
            "decode_batch", "split_batch_set", "frame_batch", "records_from_batch_set",
            "check_header_layout", "batch_crc_ok", "read_varint"]

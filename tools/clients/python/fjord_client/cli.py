@@ -62,7 +62,7 @@ def record_from_json(line):
 def _connect(args):
     return Client(args.broker, ca=args.ca, cert=args.cert, key=args.key, plaintext=args.plaintext,
                   server_hostname=args.server_name, client_id=args.client_id,
-                  timeout=args.request_timeout_ms / 1000.0)
+                  timeout=args.request_timeout_ms / 1000.0, check_crcs=not getattr(args, "no_check_crcs", False))
 
 
 def _emit(obj):
@@ -331,6 +331,8 @@ def build_parser():
     co.add_argument("--mode", choices=["subscribe", "fetch"], default="subscribe",
                     help="Log.Subscribe streams with credit (default) or Log.Fetch long-polls")
     co.add_argument("--credit-bytes", type=int, default=1 << 20, help="subscribe credit per partition")
+    co.add_argument("--no-check-crcs", action="store_true",
+                    help="do not verify each batch's CRC32C (offsets are still checked)")
     co.set_defaults(func=cmd_consume)
 
     ct = sub.add_parser("create-topic", parents=[common], help="create a topic")

@@ -52,16 +52,23 @@ class Client:
     broker: "host:port". TLS with `ca` (PEM file to trust; None = system store) and optional `cert`
     and `key` for mutual TLS; `plaintext=True` for a plaintext listener. `server_hostname` overrides
     the name checked against the broker certificate (default: the host).
+
+    `check_crcs` (default True, as Kafka consumers' `check.crcs`): fetch and subscribe verify every
+    received batch's CRC32C and that offsets are contiguous, and raise CrcMismatchError /
+    OffsetGapError (not retriable) instead of returning anything of a damaged batch. False skips
+    the CRC32C (the offset checks stay); each fetch/subscribe call may override it.
     """
 
     def __init__(self, broker="127.0.0.1:7420", ca=None, cert=None, key=None, plaintext=False,
-                 server_hostname=None, client_id="fjord-python", timeout=30.0, ssl_context=None):
+                 server_hostname=None, client_id="fjord-python", timeout=30.0, ssl_context=None,
+                 check_crcs=True):
         host, port = parse_hostport(broker)
         if plaintext:
             ctx = None
         else:
             ctx = ssl_context or make_ssl_context(ca=ca, cert=cert, key=key)
         self.timeout = timeout
+        self.check_crcs = bool(check_crcs)
         self.conn = Connection(host, port, ssl_context=ctx, server_hostname=server_hostname,
                                client_id=client_id, connect_timeout=min(timeout, 30.0))
         self.handshake = self.conn.handshake
@@ -157,10 +164,16 @@ class Client:
 
     # ---- fetch ----
     def fetch_many(self, partitions, max_wait_ms=500, min_bytes=1, max_bytes=0, partition_max_bytes=0,
-                   verify_crc=True, timeout=None):
+                   check_crcs=None, timeout=None):
         """Long-poll fetch of several partitions: partitions = [(topic, partition, offset)].
         Returns one FetchResult per entry (error set rather than raised for a partition error);
-        records below the requested offset are skipped."""
+        records below the requested offset are skipped.
+
+        Every batch is checked (CRC32C unless `check_crcs` is false, default: the client's setting;
+        the first batch holds the requested offset; offsets are contiguous). A batch that fails
+        raises BatchIntegrityError (CrcMismatchError, OffsetGapError), and nothing of this response
+        is returned."""
+        check_crcs = self.check_crcs if check_crcs is None else check_crcs
         req = log_pb2.FetchRequest(max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=max_bytes)
         for t, p, off in partitions:
             req.partitions.add(topic=t, partition=p, offset=off, leader_epoch=NO_EPOCH, max_bytes=partition_max_bytes)
@@ -187,7 +200,9 @@ class Client:
             if err is None and i < len(raw_parts):
                 s, e = raw_parts[i]
                 for rs, re_ in submessages(payload, 6, s, e):
-                    recs, nxt = records_from_batch_set(pr.topic, pr.partition, payload, rs, re_, want, verify_crc)
+                    recs, nxt = records_from_batch_set(
+                        pr.topic, pr.partition, payload, rs, re_, want, check_crcs,
+                        expected_offset=want if next_offset is None else next_offset, holding=next_offset is None)
                     records.extend(recs)
                     if nxt is not None:
                         next_offset = nxt
@@ -195,18 +210,20 @@ class Client:
                                        next_offset if next_offset is not None else want, err))
         return results
 
-    def fetch(self, topic, partition, offset, max_wait_ms=500, min_bytes=1, max_bytes=0, verify_crc=True):
-        """Fetch one partition from `offset`; raises the partition's error. Returns a FetchResult
-        whose next_offset is where the next fetch should start."""
-        r = self.fetch_many([(topic, partition, offset)], max_wait_ms, min_bytes, max_bytes, verify_crc=verify_crc)[0]
+    def fetch(self, topic, partition, offset, max_wait_ms=500, min_bytes=1, max_bytes=0, check_crcs=None):
+        """Fetch one partition from `offset`; raises the partition's error (and BatchIntegrityError
+        as fetch_many). Returns a FetchResult whose next_offset is where the next fetch should start."""
+        r = self.fetch_many([(topic, partition, offset)], max_wait_ms, min_bytes, max_bytes, check_crcs=check_crcs)[0]
         if r.error is not None:
             raise r.error
         return r
 
     # ---- subscribe ----
-    def subscribe(self, topic, partition, offset, credit_bytes=1 << 20, max_bytes=0, sink=None, verify_crc=True):
-        """Open a Subscription: the broker pushes records from `offset` under byte credit."""
-        return Subscription(self, topic, partition, offset, credit_bytes, max_bytes, sink, verify_crc)
+    def subscribe(self, topic, partition, offset, credit_bytes=1 << 20, max_bytes=0, sink=None, check_crcs=None):
+        """Open a Subscription: the broker pushes records from `offset` under byte credit. Batches
+        are checked as in fetch_many (`check_crcs` default: the client's setting)."""
+        return Subscription(self, topic, partition, offset, credit_bytes, max_bytes, sink,
+                            self.check_crcs if check_crcs is None else check_crcs)
 
     # ---- produce ----
     def producer(self, acks="leader", **kwargs):
@@ -231,9 +248,14 @@ class Subscription:
     With `sink` (a queue.Queue), messages are put there as ("records", subscription, [records],
     spent bytes) or ("error", subscription, exception) instead, so one thread can merge several
     subscriptions; the sink's reader must call `grant(spent)` after consuming a message.
+
+    Every batch is checked (CRC32C unless `check_crcs` is false; the first holds `offset`; each
+    starts where the previous one, in this message or an earlier one, ended). A message with a
+    batch that fails ends the subscription with BatchIntegrityError (CrcMismatchError,
+    OffsetGapError) and none of its records is delivered; records of earlier messages were.
     """
 
-    def __init__(self, client, topic, partition, offset, credit_bytes, max_bytes, sink, verify_crc):
+    def __init__(self, client, topic, partition, offset, credit_bytes, max_bytes, sink, check_crcs):
         if credit_bytes <= 0:
             raise ValueError("credit_bytes must be positive")
         self.client = client
@@ -241,8 +263,9 @@ class Subscription:
         self.next_offset = offset
         self.high_watermark = None
         self.log_start_offset = None
-        self.verify_crc = verify_crc
+        self.check_crcs = check_crcs
         self._start_offset = offset
+        self._continues = False  # a batch has arrived: the next must start at next_offset
         self._sink = sink
         self._queue = queue.Queue() if sink is None else None
         self._buffer = collections.deque()
@@ -263,13 +286,16 @@ class Subscription:
             resp = log_pb2.SubscribeResponse.FromString(item.payload)
             spent = 0
             records = []
+            next_offset, continues = self.next_offset, self._continues
             for s, e in submessages(item.payload, 1):
                 spent += e - s
                 recs, nxt = records_from_batch_set(self.topic, self.partition, item.payload, s, e,
-                                                   self._start_offset, self.verify_crc)
+                                                   self._start_offset, self.check_crcs,
+                                                   expected_offset=next_offset, holding=not continues)
                 records.extend(recs)
                 if nxt is not None:
-                    self.next_offset = nxt
+                    next_offset, continues = nxt, True
+            self.next_offset, self._continues = next_offset, continues
             self.high_watermark = resp.high_watermark
             self.log_start_offset = resp.log_start_offset
         except Exception as exc:  # noqa: BLE001 - corrupt batch or bad message: end the subscription

@@ -54,11 +54,12 @@ def crc32c_bytewise(data, crc=0):
     return crc ^ 0xFFFFFFFF
 
 
-try:  # optional accelerator
+try:  # optional accelerator: `pip install crc32c` (hardware CRC32C where the CPU has it)
     import crc32c as _ext  # type: ignore
 
     def crc32c(data, crc=0):
-        return _ext.crc32c(bytes(data), crc) if crc else _ext.crc32c(bytes(data))
+        """CRC32C of `data` (any contiguous bytes-like object, read in place), continuing from `crc`."""
+        return _ext.crc32c(data, crc)
 
     IMPLEMENTATION = "crc32c package"
 except Exception:  # pragma: no cover - depends on the environment

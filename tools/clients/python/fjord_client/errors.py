@@ -10,6 +10,7 @@ from .fjord.v1.error_codes import ERROR_CODES
 
 __all__ = [
     "FjordError", "BrokerError", "ConnectionClosedError", "ProtocolError", "FjordTimeoutError",
+    "BatchIntegrityError", "CrcMismatchError", "OffsetGapError",
     "ERROR_CLASSES", "error_class", "error_from_proto", "error_from_payload",
     "UnknownTopicError",
 ]
@@ -35,6 +36,52 @@ class FjordTimeoutError(FjordError, TimeoutError):
     """A call did not complete in the time the caller allowed."""
 
     retriable = True
+
+
+class BatchIntegrityError(FjordError, ValueError):
+    """A batch received from the broker fails the checks of storage-format.md (layout, CRC32C,
+    records, offsets). Not retriable: the same bytes come back on a retry.
+
+    Attributes (None when not known): `topic`, `partition`, `offset` (the batch's base offset as
+    received). Nothing of a batch that fails is returned to the application.
+
+    Client-side, unlike `CorruptBatchError`, the broker's code 40 (a batch the broker refused). The
+    module `fjord_client.batch` keeps the name `CorruptBatchError` for this class.
+    """
+
+    retriable = False
+
+    def __init__(self, message, *, topic=None, partition=None, offset=None):
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.message = message
+        super().__init__(message)
+
+
+class CrcMismatchError(BatchIntegrityError):
+    """A fetched batch's CRC32C (bytes [28, end)) differs from the one stored in it (bytes [24, 28)).
+
+    Attributes: `topic`, `partition`, `offset` (base offset), `expected` (the CRC32C the batch
+    carries, as its producer computed it) and `actual` (the CRC32C of the bytes received).
+    """
+
+    def __init__(self, topic, partition, offset, expected, actual):
+        self.expected, self.actual = expected, actual
+        super().__init__("CRC32C mismatch in %s/%s, batch at offset %s: expected 0x%08x (stored in the batch), "
+                         "actual 0x%08x (computed)" % (topic, partition, offset, expected, actual),
+                         topic=topic, partition=partition, offset=offset)
+
+
+class OffsetGapError(BatchIntegrityError):
+    """A fetched batch does not start where the previous one ended (protocol.md: offsets are
+    contiguous), or the first batch of a response does not hold the requested offset.
+
+    Attributes: `topic`, `partition`, `offset` (the base offset received) and `expected_offset`
+    (the offset the batch had to start at, or hold when it is the first of a fetch).
+    """
+
+    def __init__(self, message, *, topic, partition, offset, expected_offset):
+        self.expected_offset = expected_offset
+        super().__init__(message, topic=topic, partition=partition, offset=offset)
 
 
 class BrokerError(FjordError):

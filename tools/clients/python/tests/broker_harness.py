@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -23,6 +24,21 @@ def find_fjord():
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return c
     return None
+
+
+def require_broker(**kw):
+    """A started Broker (keyword arguments as Broker's), or unittest.SkipTest when no binary exists."""
+    fjord = find_fjord()
+    if fjord is None:
+        raise unittest.SkipTest("no fjord broker binary (set FJORD_BIN, or build it to /tmp/fjord-bin/fjord "
+                                "or .build/debug/fjord): end-to-end tests skipped")
+    return Broker(fjord, **kw)
+
+
+def client_for(broker, **kw):
+    """A fjord_client.Client connected to `broker` with its CA and client certificate."""
+    from fjord_client import Client
+    return Client(broker.addr, ca=broker.ca, cert=broker.cert, key=broker.key, timeout=30, **kw)
 
 
 def make_client_cert(certs_dir, out_dir, cn="fjord-python-test"):
@@ -53,9 +69,26 @@ class Broker:
         if mutual_tls:
             args += ["--set", "tls.client.auth=required"]
         args += list(extra)
+        self._args = args
         self.log_path = os.path.join(self.dir, "broker.log")
-        self._log = open(self.log_path, "wb")
         self._log_lock = threading.Lock()
+        self._start()
+        self.ca = os.path.join(self.data, "certs", "ca.pem")
+        self.cert = self.key = None
+        if mutual_tls:
+            self.cert, self.key = make_client_cert(os.path.join(self.data, "certs"), self.dir)
+
+    def restart(self, while_stopped=None):
+        """Stops the broker (SIGTERM: a clean shutdown), calls `while_stopped()` if given, and starts
+        it again on the same data directory and certificates; `addr` changes (a new ephemeral port)."""
+        self.stop()
+        if while_stopped is not None:
+            while_stopped()
+        self._start()
+
+    def _start(self):
+        args = self._args
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.addr = None
         self._pumps = []
@@ -88,10 +121,6 @@ class Broker:
             log = self.log()
             self.cleanup()
             raise RuntimeError("broker did not report its port; log:\n" + log)
-        self.ca = os.path.join(self.data, "certs", "ca.pem")
-        self.cert = self.key = None
-        if mutual_tls:
-            self.cert, self.key = make_client_cert(os.path.join(self.data, "certs"), self.dir)
 
     def log(self):
         try:

@@ -234,7 +234,7 @@ class BatchTest(unittest.TestCase):
         data[-1] ^= 1
         with self.assertRaises(CorruptBatchError):
             decode_batch(bytes(data))
-        decode_batch(bytes(data), verify_crc=False)  # still parses
+        decode_batch(bytes(data), check_crc=False)  # still parses
         data = bytearray(build_batch(self.sample()))
         data[33] = 0x34  # a header tag
         with self.assertRaises(CorruptBatchError):

@@ -134,6 +134,12 @@ class FakeBroker:
             if st is None:
                 req = log_pb2.SubscribeRequest.FromString(f.payload)
                 st = subs[f.stream_id] = {"credit": req.credit_bytes, "next": 0}
+                # The first message starts at the batch holding the requested offset (protocol.md).
+                for x in (x for p, x in self.log if p == 0):
+                    b = decode_batch(x)
+                    if b.base_offset + b.record_count > req.offset:
+                        break
+                    st["next"] += 1
             else:
                 c = log_pb2.SubscribeCredit.FromString(f.payload).bytes
                 self.credit_log.append(c)

@@ -116,7 +116,7 @@ const ProtobufCMessageDescriptor fjord__v1__error__descriptor =
   (ProtobufCMessageInit) fjord__v1__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue fjord__v1__error_code__enum_values_by_number[30] =
+static const ProtobufCEnumValue fjord__v1__error_code__enum_values_by_number[32] =
 {
   { "ERROR_CODE_NONE", "FJORD__V1__ERROR_CODE__ERROR_CODE_NONE", 0 },
   { "ERROR_CODE_UNKNOWN", "FJORD__V1__ERROR_CODE__ERROR_CODE_UNKNOWN", 1 },
@@ -148,15 +148,18 @@ static const ProtobufCEnumValue fjord__v1__error_code__enum_values_by_number[30]
   { "ERROR_CODE_OFFSET_OUT_OF_RANGE", "FJORD__V1__ERROR_CODE__ERROR_CODE_OFFSET_OUT_OF_RANGE", 50 },
   { "ERROR_CODE_DISK_FULL", "FJORD__V1__ERROR_CODE__ERROR_CODE_DISK_FULL", 60 },
   { "ERROR_CODE_STORAGE_ERROR", "FJORD__V1__ERROR_CODE__ERROR_CODE_STORAGE_ERROR", 61 },
+  { "ERROR_CODE_CORRUPT_LOG", "FJORD__V1__ERROR_CODE__ERROR_CODE_CORRUPT_LOG", 62 },
+  { "ERROR_CODE_LOG_TAIL_LOST", "FJORD__V1__ERROR_CODE__ERROR_CODE_LOG_TAIL_LOST", 63 },
 };
 static const ProtobufCIntRange fjord__v1__error_code__value_ranges[] = {
-{0, 0},{20, 13},{30, 18},{40, 21},{50, 27},{60, 28},{0, 30}
+{0, 0},{20, 13},{30, 18},{40, 21},{50, 27},{60, 28},{0, 32}
 };
-static const ProtobufCEnumValueIndex fjord__v1__error_code__enum_values_by_name[30] =
+static const ProtobufCEnumValueIndex fjord__v1__error_code__enum_values_by_name[32] =
 {
   { "ERROR_CODE_BATCH_TOO_LARGE", 22 },
   { "ERROR_CODE_BROKER_SHUTTING_DOWN", 11 },
   { "ERROR_CODE_CORRUPT_BATCH", 21 },
+  { "ERROR_CODE_CORRUPT_LOG", 30 },
   { "ERROR_CODE_DISK_FULL", 28 },
   { "ERROR_CODE_FENCED_LEADER_EPOCH", 18 },
   { "ERROR_CODE_FRAME_TOO_LARGE", 3 },
@@ -167,6 +170,7 @@ static const ProtobufCEnumValueIndex fjord__v1__error_code__enum_values_by_name[
   { "ERROR_CODE_INVALID_REQUEST", 9 },
   { "ERROR_CODE_INVALID_STREAM", 8 },
   { "ERROR_CODE_INVALID_TOPIC", 15 },
+  { "ERROR_CODE_LOG_TAIL_LOST", 31 },
   { "ERROR_CODE_MALFORMED_FRAME", 2 },
   { "ERROR_CODE_MALFORMED_MESSAGE", 4 },
   { "ERROR_CODE_NONE", 0 },
@@ -192,9 +196,9 @@ const ProtobufCEnumDescriptor fjord__v1__error_code__descriptor =
   "ErrorCode",
   "Fjord__V1__ErrorCode",
   "fjord.v1",
-  30,
+  32,
   fjord__v1__error_code__enum_values_by_number,
-  30,
+  32,
   fjord__v1__error_code__enum_values_by_name,
   6,
   fjord__v1__error_code__value_ranges,

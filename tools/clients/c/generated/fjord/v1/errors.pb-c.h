@@ -157,10 +157,25 @@ typedef enum _Fjord__V1__ErrorCode {
    */
   FJORD__V1__ERROR_CODE__ERROR_CODE_DISK_FULL = 60,
   /*
-   * Any other storage failure (I/O error, permission denied, corrupt segment). The partition may
-   * be offline. Retriable (an operator may repair it).
+   * Any other storage failure (I/O error, permission denied). The partition may be offline.
+   * Retriable (an operator may fix the cause).
    */
-  FJORD__V1__ERROR_CODE__ERROR_CODE_STORAGE_ERROR = 61
+  FJORD__V1__ERROR_CODE__ERROR_CODE_STORAGE_ERROR = 61,
+  /*
+   * Stored data of the partition failed verification (CRC32C, batch framing, offset continuity,
+   * leader epochs or index): the broker never serves it, and the partition is offline (fetches and
+   * produces fail) until an operator repairs the log (`fjord log verify`, `fjord log repair
+   * --truncate-after-damage` on the stopped broker). The message names the file, byte position
+   * and offsets. Not retriable: the same request fails until the repair.
+   */
+  FJORD__V1__ERROR_CODE__ERROR_CODE_CORRUPT_LOG = 62,
+  /*
+   * The partition's log came back shorter than it had made durable (the end recorded at a clean
+   * shutdown, or the recovery point after a crash): acknowledged records are missing. The
+   * partition is offline until an operator accepts the loss (`fjord log repair --accept-lost-tail`
+   * on the stopped broker). The message names the missing offsets. Not retriable.
+   */
+  FJORD__V1__ERROR_CODE__ERROR_CODE_LOG_TAIL_LOST = 63
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FJORD__V1__ERROR_CODE)
 } Fjord__V1__ErrorCode;
 

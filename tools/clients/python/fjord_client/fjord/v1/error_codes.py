@@ -30,5 +30,7 @@ ERROR_CODES = (
     (45, 'UNKNOWN_PRODUCER_ID', False, 'The partition holds no state for this producer id (it expired, see producer.id.expiration.ms) and the batch does not start at sequence 0. Not retriable: get a new id with InitProducerId.'),
     (50, 'OFFSET_OUT_OF_RANGE', False, 'The offset is below the log start offset or above the log end offset; the message names both. Not retriable with the same offset (reset it: earliest or latest).'),
     (60, 'DISK_FULL', True, 'The disk is full. Retriable once space is freed; nothing was appended.'),
-    (61, 'STORAGE_ERROR', True, 'Any other storage failure (I/O error, permission denied, corrupt segment). The partition may be offline. Retriable (an operator may repair it).'),
+    (61, 'STORAGE_ERROR', True, 'Any other storage failure (I/O error, permission denied). The partition may be offline. Retriable (an operator may fix the cause).'),
+    (62, 'CORRUPT_LOG', False, 'Stored data of the partition failed verification (CRC32C, batch framing, offset continuity, leader epochs or index): the broker never serves it, and the partition is offline (fetches and produces fail) until an operator repairs the log (`fjord log verify`, `fjord log repair --truncate-after-damage` on the stopped broker). The message names the file, byte position and offsets. Not retriable: the same request fails until the repair.'),
+    (63, 'LOG_TAIL_LOST', False, "The partition's log came back shorter than it had made durable (the end recorded at a clean shutdown, or the recovery point after a crash): acknowledged records are missing. The partition is offline until an operator accepts the loss (`fjord log repair --accept-lost-tail` on the stopped broker). The message names the missing offsets. Not retriable."),
 )
