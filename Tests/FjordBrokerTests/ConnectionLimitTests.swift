@@ -45,7 +45,7 @@ struct ConnectionLimitTests {
     }
 
     @Test func aConnectionWithoutHandshakeTimesOut() async throws {
-        try await withBroker({ $0.handshakeTimeoutMilliseconds = 300 }) { broker in
+        try await withBroker({ $0.handshakeTimeoutMilliseconds = 1500 }) { broker in
             let bystander = try await broker.connect()
             // TLS is established, but no Handshake frame follows.
             let (channel, frames) = try await BrokerBadInputTests().rawConnection(broker)
@@ -63,8 +63,8 @@ struct ConnectionLimitTests {
                 .connect(host: "127.0.0.1", port: broker.port).get()
             try await silent.closeFuture.get()
 
-            // The served connection (which did its handshake) stays.
-            try await Task.sleep(for: .milliseconds(400))
+            // The served connection (which did its handshake) stays past the deadline.
+            try await Task.sleep(for: .milliseconds(1600))
             let _: Fjord_V1_ListTopicsResponse = try await bystander.unary(.listTopics, Fjord_V1_ListTopicsRequest())
             try await bystander.close()
         }

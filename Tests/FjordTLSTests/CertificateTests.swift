@@ -133,12 +133,19 @@ struct CertificateTests {
             ).makeContext()
             _ = try ClientTLSConfiguration(trustRootsPath: second.caCertificatePath).makeContext()
 
-            // A missing file means a fresh set.
+            // A missing server file means a new server certificate from the same CA.
             try FileManager.default.removeItem(atPath: first.serverPrivateKeyPath)
             let third = try DevelopmentCertificates.ensure(in: directory)
             #expect(third.generated)
-            #expect(try String(contentsOfFile: third.caCertificatePath, encoding: .utf8) != contents[0])
+            #expect(try String(contentsOfFile: third.caCertificatePath, encoding: .utf8) == contents[0])
+            #expect(try String(contentsOfFile: third.serverCertificatePath, encoding: .utf8) != contents[2])
             #expect(try permissions(third.serverPrivateKeyPath) == 0o600)
+
+            // No CA at all means a fresh set.
+            try FileManager.default.removeItem(atPath: first.caCertificatePath)
+            let fourth = try DevelopmentCertificates.ensure(in: directory)
+            #expect(fourth.generated)
+            #expect(try String(contentsOfFile: fourth.caCertificatePath, encoding: .utf8) != contents[0])
         }
     }
 

@@ -36,7 +36,7 @@ for target in "${targets[@]}"; do
     status=0
     "$bin/$target" -runs="$runs" -max_len=16384 -rss_limit_mb=2048 -print_final_stats=1 \
         "$scratch" "$here/corpus/$target" >"$log" 2>&1 || status=$?
-    grep -E "^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|fuzz invariant" "$log" || true
+    grep -E "^(#[0-9]+[[:space:]]+DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|fuzz invariant" "$log" || true
     if [[ $status -ne 0 ]]; then tail -40 "$log"; fi
     rm -rf "$scratch" "$log"
     if [[ $status -ne 0 ]]; then echo "$target: FINDING (exit $status)"; exit 1; fi
