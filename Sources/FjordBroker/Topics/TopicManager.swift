@@ -18,9 +18,6 @@ final class TopicManager: Sendable {
         var maxPartitionsPerTopic: Int
     }
 
-    /// Suffix of a deleted partition's directory (after the topic id) until it is removed.
-    static let deletedSuffix = ".deleted"
-
     let store: any MetadataStore
     let registry: PartitionRegistry
     let logsDirectory: FilePath
@@ -56,15 +53,23 @@ final class TopicManager: Sendable {
     /// knows. A partition whose log cannot be opened (a corrupt segment, say) goes offline with
     /// that error; the others serve.
     func loadAll() async throws(BrokerError) {
-        let logs = logsDirectory.string
-        let suffix = Self.deletedSuffix
-        try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: logs)) ?? []
-            for name in names where name.hasSuffix(suffix) {
-                try? FileManager.default.removeItem(atPath: logs + "/" + name)
-            }
+        let logs = logsDirectory
+        let interrupted = try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) -> Set<String> in
+            PartitionDirectory.deletedTopicIDs(in: logs)
         }
-        let records = try await store.topics()
+        var records: [TopicRecord] = []
+        for topic in try await store.topics() {
+            // Its directories were renamed for deletion, but the crash came before the metadata
+            // forgot it: the delete had not been answered, and it is finished now.
+            if interrupted.contains(topic.topicID) {
+                try await finishInterruptedDelete(topic)
+                continue
+            }
+            records.append(topic)
+        }
+        try await LocalMetadataStore.onPool(threadPool) { [logger] () throws(BrokerError) in
+            PartitionDirectory.removeDeleted(in: logs, logger: logger)
+        }
         for topic in records {
             registry.withLifecycle { $0.load(topic) }
             for index in topic.partitions.indices {
@@ -72,6 +77,15 @@ final class TopicManager: Sendable {
             }
         }
         logger.info("loaded topics", metadata: ["topics.count": "\(records.count)"])
+    }
+
+    private func finishInterruptedDelete(_ topic: TopicRecord) async throws(BrokerError) {
+        let directories = topic.partitions.indices.map { directory(topic: topic.name, index: $0) }
+        try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
+            for directory in directories { _ = try PartitionDirectory.markDeleted(directory, topicID: topic.topicID) }
+        }
+        _ = try await store.delete(topic: topic.name)
+        logger.notice("finished deleting a topic whose deletion a stop interrupted", metadata: ["topic": "\(topic.name)", "topic.id": "\(topic.topicID)"])
     }
 
     /// The live topic named `name`, or `UNKNOWN_TOPIC_OR_PARTITION`.
@@ -112,40 +126,55 @@ final class TopicManager: Sendable {
     func delete(name: String) async throws(BrokerError) -> TopicRecord {
         try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
             let (record, partitions) = try registry.withLifecycle { lifecycle throws(BrokerError) in try lifecycle.beginDelete(name) }
-            do throws(BrokerError) {
-                _ = try await store.delete(topic: name)
-            } catch {
-                registry.withLifecycle { $0.abortDelete(name) }
-                throw error
-            }
             for partition in partitions {
                 do { try await partition.close(deleted: true) } catch {
                     logger.warning("closing a deleted partition failed", metadata: ["partition": "\(name)-\(partition.index)", "error": "\(error)"])
                 }
             }
-            // Rename first so nothing opens the old files under the name again; remove after.
+            // Rename before the metadata forgets the topic: a stop from here on finishes the
+            // delete at the next start (loadAll), and nothing opens these files under the name again.
             let directories = record.partitions.indices.map { directory(topic: name, index: $0) }
-            let suffix = ".\(record.topicID)\(Self.deletedSuffix)"
+            let logs = logsDirectory
+            do throws(BrokerError) {
+                try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
+                    for directory in directories { _ = try PartitionDirectory.markDeleted(directory, topicID: record.topicID) }
+                    PartitionDirectory.syncDirectory(logs)
+                }
+                _ = try await store.delete(topic: name)
+            } catch {
+                // Nothing was forgotten: put back what was renamed and serve the topic again.
+                await restore(record, directories: directories)
+                throw error
+            }
+            registry.withLifecycle { $0.finishDelete(name) }
             let logger = self.logger
             try await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
                 for directory in directories {
-                    let target = directory.string + suffix
-                    guard rename(directory.string, target) == 0 else {
-                        let error = Errno(rawValue: errno)
-                        if error != .noSuchFileOrDirectory {
-                            logger.warning("renaming a deleted partition's directory failed", metadata: ["directory": "\(directory)", "error": "\(error)"])
-                        }
-                        continue
-                    }
+                    let target = PartitionDirectory.deletedPath(directory, topicID: record.topicID)
                     do { try FileManager.default.removeItem(atPath: target) } catch {
                         logger.warning("removing a deleted partition's directory failed", metadata: ["directory": "\(target)", "error": "\(error)"])
                     }
                 }
             }
-            registry.withLifecycle { $0.finishDelete(name) }
             logger.info("deleted topic", metadata: ["topic": "\(name)"])
             return record
         }
+    }
+
+    /// Undoes a delete that failed before the metadata forgot the topic: renamed directories get
+    /// their names back and the partitions are opened again.
+    private func restore(_ record: TopicRecord, directories: [FilePath]) async {
+        let logger = self.logger
+        try? await LocalMetadataStore.onPool(threadPool) { () throws(BrokerError) in
+            for directory in directories {
+                let renamed = PartitionDirectory.deletedPath(directory, topicID: record.topicID)
+                if rename(renamed, directory.string) != 0, errno != ENOENT {
+                    logger.error("restoring a partition directory after a failed delete failed", metadata: ["directory": "\(renamed)"])
+                }
+            }
+        }
+        registry.withLifecycle { $0.abortDelete(record.name) }
+        for index in record.partitions.indices { await openPartition(record, index: index) }
     }
 
     /// Raises the partition count of a topic to `total`.
@@ -220,9 +249,19 @@ final class TopicManager: Sendable {
         var partitionLogger = logger
         partitionLogger[metadataKey: "partition"] = "\(record.name)-\(index)"
         let result: Result<Partition, BrokerError>
+        let partitionDirectory = directory(topic: record.name, index: index)
+        do throws(BrokerError) {
+            try await LocalMetadataStore.onPool(threadPool) { [topicID = record.topicID, partitionLogger] () throws(BrokerError) in
+                try PartitionDirectory.claim(partitionDirectory, topicID: topicID, logger: partitionLogger)
+            }
+        } catch {
+            partitionLogger.error("the partition is offline: its directory could not be claimed", metadata: ["error": "\(error)"])
+            await place(.failure(error), record: record, index: index)
+            return
+        }
         do {
             let log = try await PartitionLog.open(
-                directory: directory(topic: record.name, index: index), configuration: configuration,
+                directory: partitionDirectory, configuration: configuration,
                 threadPool: threadPool, logger: partitionLogger)
             if let onFlush { log.observeFlushes(onFlush) }
             if let onDamage { log.observeDamage(onDamage) }
@@ -235,6 +274,12 @@ final class TopicManager: Sendable {
             if error.code == .corruptSegment || error.code == .logTailLost { onDamage?(error) }
             result = .failure(BrokerError(offline: error, topic: record.name, partition: index))
         }
+        await place(result, record: record, index: index)
+    }
+
+    /// Puts an opened (or offline) partition in the registry; closes it when that incarnation no
+    /// longer holds the name.
+    private func place(_ result: Result<Partition, BrokerError>, record: TopicRecord, index: Int) async {
         let placed = registry.withLifecycle {
             $0.setPartition(result, topic: record.name, topicID: record.topicID, index: index)
         }
