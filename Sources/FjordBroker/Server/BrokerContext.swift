@@ -22,6 +22,8 @@ struct BrokerContext: Sendable {
     let logLimiter: LogRateLimiter
     /// Idempotent-producer ids.
     let producerIDs: ProducerIDAllocator
+    /// Shares the storage threads fairly among connections.
+    let scheduler: FairScheduler
 }
 
 /// What a graceful shutdown watches: a flag raised once when the broker begins to stop (new

@@ -68,29 +68,35 @@ extension ConnectionHandler {
         _ request: ProduceRequestView, to partition: Partition, streamID: UInt32, token: UInt64, sequence: UInt64,
         started: NIODeadline
     ) {
-        guard let context else { return }
+        guard let context, let storageTurns else { return }
         let bytes = request.batch.readableBytes
         inFlightBytes += bytes
-        broker.lifecycle.appendStarted()
         let lifecycle = broker.lifecycle
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let durability: AppendDurability = request.acks == .durable ? .durable : .written
         let topic = partition.topic
         let index = partition.index
-        partition.append(request.batch, durability: durability) { result in
-            lifecycle.appendFinished()
-            let mapped = result.mapError { BrokerError($0, topic: topic, partition: index) }
-            eventLoop.execute {
-                let handler = handler.value
-                handler.inFlightBytes -= bytes
-                if case .success(let appended) = mapped {
-                    handler.broker.metrics.bytesIn(bytes)
-                    handler.broker.metrics.setLogEndOffset(topic: topic, partition: index, offset: appended.lastOffset + 1)
+        let release = storageTurns.release
+        // The append waits for this connection's turn at the storage threads (FairScheduler).
+        storageTurns.run(cost: bytes) {
+            lifecycle.appendStarted()
+            partition.append(request.batch, durability: durability) { result in
+                release()
+                lifecycle.appendFinished()
+                let mapped = result.mapError { BrokerError($0, topic: topic, partition: index) }
+                eventLoop.execute {
+                    let handler = handler.value
+                    handler.inFlightBytes -= bytes
+                    if case .success(let appended) = mapped {
+                        handler.broker.metrics.bytesIn(bytes)
+                        handler.broker.metrics.setLogEndOffset(topic: topic, partition: index, offset: appended.lastOffset + 1)
+                    }
+                    handler.completeProduce(
+                        streamID: streamID, token: token, sequence: sequence, request: request, result: mapped,
+                        started: started)
+                    handler.resumeReadingIfPossible()
                 }
-                handler.completeProduce(
-                    streamID: streamID, token: token, sequence: sequence, request: request, result: mapped, started: started)
-                handler.resumeReadingIfPossible()
             }
         }
     }

@@ -41,7 +41,9 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // Admission
     /// Why the connection is not served (past `max.connections`): the answer to its handshake.
-    private let rejection: BrokerError?
+    var rejection: BrokerError?
+    /// This connection's turns at the storage threads (``FairScheduler``).
+    var storageTurns: StorageTurns?
     /// Whether TLS is established (always, on the plaintext listener).
     private var transportReady: Bool
     /// Whether fetch and subscribe responses may send batches with `sendfile` (no TLS).
@@ -64,6 +66,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        storageTurns = StorageTurns(scheduler: broker.scheduler, eventLoop: context.eventLoop)
         if let remote = context.channel.remoteAddress { logger[metadataKey: "connection.remote"] = "\(remote)" }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         handshakeTimer = context.eventLoop.scheduleTask(
@@ -73,6 +76,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted = event as? TLSUserEvent { transportReady = true }
+        if let event = event as? ConnectionAdmissionEvent { return admissionEventTriggered(event) }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -108,6 +112,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closed = true
         handshakeTimer?.cancel()
         handshakeTimer = nil
+        storageTurns?.close()
         state.close()
         for subscription in subscriptions.values { subscription.cancel() }
         subscriptions.removeAll()

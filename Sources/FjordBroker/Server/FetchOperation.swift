@@ -85,7 +85,7 @@ final class FetchOperation {
         let usesFileRegions = handler.usesFileRegions
         let operation = NIOLoopBound(self, eventLoop: eventLoop)
         let isFinal = final || timer == nil
-        handler.broker.storagePool.runIfActive(eventLoop: eventLoop) {
+        handler.fairStorageRead(cost: maxBytes, eventLoop: eventLoop) {
             PartitionReader.fetchResponse(
                 readsToRun, maxBytes: maxBytes, allocator: allocator, usesFileRegions: usesFileRegions)
         }.whenComplete { result in

@@ -94,7 +94,7 @@ final class Subscription {
         let allocator = context.channel.allocator
         let usesFileRegions = handler.usesFileRegions
         let subscription = NIOLoopBound(self, eventLoop: eventLoop)
-        handler.broker.storagePool.runIfActive(eventLoop: eventLoop) {
+        handler.fairStorageRead(cost: maxBytes, eventLoop: eventLoop) {
             Result { () throws(BrokerError) in
                 try PartitionReader.subscribeResponse(
                     partition: partition, offset: offset, maxBytes: maxBytes, allocator: allocator,
