@@ -122,7 +122,10 @@ public final class Broker: Sendable {
             configuration: configuration, clusterID: store.clusterID, registry: registry, topics: topics,
             storagePool: storagePool, metrics: metrics, logger: logger, advertisedHost: advertisedHost,
             advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle, logLimiter: logLimiter,
-            producerIDs: ProducerIDAllocator(store: store), scheduler: scheduler)
+            producerIDs: ProducerIDAllocator(store: store), scheduler: scheduler,
+            quotas: ClientQuotas(
+                producerBytesPerSecond: configuration.producerQuotaBytesPerSecond,
+                consumerBytesPerSecond: configuration.consumerQuotaBytesPerSecond))
         contextBox.withLock { $0 = context }
         let finalContext = context
         state.withLock { $0.context = finalContext }

@@ -135,6 +135,7 @@ extension ConnectionHandler {
         result: Result<AppendResult, BrokerError>, started: NIODeadline
     ) {
         var response: Fjord_V1_ProduceResponse?
+        let throttle = chargeQuota(.produce, bytes: request.batch.readableBytes)
         switch result {
         case .success(let appended):
             record("produce", since: started, error: nil)
@@ -146,6 +147,7 @@ extension ConnectionHandler {
                 ack.logAppendTime = appended.logAppendTime
                 ack.logStartOffset = appended.logStartOffset
                 ack.duplicate = appended.duplicate
+                ack.throttleTimeMs = throttle
                 response = ack
             }
         case .failure(let error):
@@ -154,6 +156,7 @@ extension ConnectionHandler {
             var ack = Fjord_V1_ProduceResponse()
             ack.requestID = request.requestID
             ack.error = error.wireValue
+            ack.throttleTimeMs = throttle
             response = ack
         }
         // Cancelled or failed meanwhile (and perhaps replaced by a newer stream with the same id).

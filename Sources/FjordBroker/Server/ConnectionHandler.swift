@@ -44,6 +44,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var rejection: BrokerError?
     /// This connection's turns at the storage threads (``FairScheduler``).
     var storageTurns: StorageTurns?
+    /// The client id from the handshake: what quotas are counted by.
+    var clientID = ""
+    /// Until when reads (and pushes) are held because the client is over a quota.
+    var throttledUntil: NIODeadline?
+    var throttleTimer: Scheduled<Void>?
     /// Whether TLS is established (always, on the plaintext listener).
     private var transportReady: Bool
     /// Whether fetch and subscribe responses may send batches with `sendfile` (no TLS).
@@ -112,6 +117,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closed = true
         handshakeTimer?.cancel()
         handshakeTimer = nil
+        throttleTimer?.cancel()
         storageTurns?.close()
         state.close()
         for subscription in subscriptions.values { subscription.cancel() }
@@ -184,6 +190,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var shouldPauseReading: Bool {
         inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection || !(context?.channel.isWritable ?? true)
+            || throttledUntil != nil
     }
 
     /// Resumes reading once the reasons to pause are gone.
@@ -291,6 +298,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             clientMaxFrameBytes = min(Int(request.maxFrameBytes), broker.configuration.maxFrameBytes)
         }
         if !request.clientID.isEmpty { logger[metadataKey: "client.id"] = "\(request.clientID)" }
+        clientID = request.clientID
         state.handshakeCompleted()
         handshakeTimer?.cancel()
         handshakeTimer = nil
