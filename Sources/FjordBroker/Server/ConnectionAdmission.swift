@@ -1,3 +1,4 @@
+import FjordProto
 import Logging
 import NIOCore
 import NIOTLS

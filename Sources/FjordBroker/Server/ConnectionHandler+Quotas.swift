@@ -1,4 +1,5 @@
 import FjordProtocol
+import FjordWire
 import NIOCore
 
 extension ConnectionHandler {

@@ -89,7 +89,7 @@ struct FairSchedulerStateMachine: Sendable {
     /// flight are still released by their completions.
     mutating func remove(flow: FlowID) {
         guard flows.removeValue(forKey: flow) != nil else { return }
-        if let position = turns.firstIndex(of: flow) { turns.remove(at: position) }
+        if let position = turns.firstIndex(of: flow) { _ = turns.remove(at: position) }
     }
 
     /// The flow at the front of the turns if its deficit pays for its oldest operation; otherwise

@@ -111,11 +111,11 @@ final class StorageTurns {
     }
 
     private func turnArrived() {
-        guard !closed, let next = waiting.popFirst() else {
+        guard !closed, !waiting.isEmpty else {
             scheduler.release()
             return
         }
-        next.start()
+        waiting.removeFirst().start()
     }
 
     /// The connection closed: waiting operations are cancelled, later turns handed on.
