@@ -225,6 +225,9 @@ public final class Broker: Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // One socket read per connection per event-loop turn: a connection with much to send
+            // does not hold the loop while another waits for its single request to be read.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { [self] channel in
                 let accepted = admission.accept(channel, handshakes: tls != nil)

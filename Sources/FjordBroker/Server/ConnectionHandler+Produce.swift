@@ -160,9 +160,13 @@ extension ConnectionHandler {
             response = ack
         }
         // Cancelled or failed meanwhile (and perhaps replaced by a newer stream with the same id).
-        guard var stream = produceStreams[streamID], stream.token == token, sequence >= stream.firstSequence else { return }
-        let position = Int(sequence - stream.firstSequence)
-        guard position < stream.slots.count else { return }
+        // Taken out of the dictionary while changed, so its slots are not copied (they can be many).
+        guard var stream = produceStreams.removeValue(forKey: streamID) else { return }
+        let position = Int(truncatingIfNeeded: sequence &- stream.firstSequence)
+        guard stream.token == token, sequence >= stream.firstSequence, position < stream.slots.count else {
+            produceStreams[streamID] = stream
+            return
+        }
         stream.slots[stream.slots.index(stream.slots.startIndex, offsetBy: position)] = .done(response)
         while let first = stream.slots.first, case .done(let answer) = first {
             stream.slots.removeFirst()

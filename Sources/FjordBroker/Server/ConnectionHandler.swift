@@ -72,6 +72,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         storageTurns = StorageTurns(scheduler: broker.scheduler, eventLoop: context.eventLoop)
+        storageTurns?.onRoom = { [unowned self] in resumeReadingIfPossible() }
         if let remote = context.channel.remoteAddress { logger[metadataKey: "connection.remote"] = "\(remote)" }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         handshakeTimer = context.eventLoop.scheduleTask(
@@ -190,7 +191,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var shouldPauseReading: Bool {
         inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection || !(context?.channel.isWritable ?? true)
-            || throttledUntil != nil
+            || throttledUntil != nil || (storageTurns?.isFull ?? false)
     }
 
     /// Resumes reading once the reasons to pause are gone.

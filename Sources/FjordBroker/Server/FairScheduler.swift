@@ -95,6 +95,16 @@ final class StorageTurns {
         self.flow = scheduler.register { eventLoop.execute { turns.value.turnArrived() } }
     }
 
+    /// Operations a connection may have waiting before it is not read any more (it is read again
+    /// as its operations complete): a flood waits in the client's socket, not in the broker.
+    static let maxWaiting = 256
+
+    /// Whether the connection has ``maxWaiting`` operations waiting: stop reading from it.
+    var isFull: Bool { waiting.count >= Self.maxWaiting }
+
+    /// Called when the waiting operations drop below ``maxWaiting``, to read again.
+    var onRoom: (() -> Void)?
+
     /// Call (from any thread) when an operation started by ``run(cost:_:cancel:)`` completes.
     var release: @Sendable () -> Void { { [scheduler] in scheduler.release() } }
 
@@ -115,7 +125,9 @@ final class StorageTurns {
             scheduler.release()
             return
         }
+        let wasFull = isFull
         waiting.removeFirst().start()
+        if wasFull, !isFull { onRoom?() }
     }
 
     /// The connection closed: waiting operations are cancelled, later turns handed on.
@@ -125,6 +137,7 @@ final class StorageTurns {
         scheduler.unregister(flow)
         let cancelled = waiting
         waiting.removeAll()
+        onRoom = nil
         for operation in cancelled { operation.cancel() }
     }
 }
