@@ -69,10 +69,16 @@ struct FairServiceTests {
                 try await Task.sleep(for: .milliseconds(500))
                 let bystander = try await broker.connect()
                 var roundTrips: [Double] = []
+                // Flood batches acknowledged while one bystander request was on its way: with one
+                // FIFO in front of storage it waited behind the whole backlog (up to 64 MiB of small
+                // batches per flooder); with fair turns, behind about one turn of each flooder.
+                var floodAcksDuring: [Double] = []
                 for index in 0..<100 {
                     let started = ContinuousClock.now
+                    let floodAcksBefore = floodAcks.value
                     let acks = try await produce(bystander, topic: "flood", partition: 0, batches: [makeBatch(["b\(index)"])])
                     roundTrips.append(Self.milliseconds(since: started))
+                    floodAcksDuring.append(Double(floodAcks.value - floodAcksBefore))
                     #expect(acks.count == 1 && !acks[0].hasError)
                 }
                 var connects: [Double] = []
@@ -88,13 +94,16 @@ struct FairServiceTests {
                 let p50 = Self.percentile(roundTrips, 0.5)
                 let p99 = Self.percentile(roundTrips, 0.99)
                 let connectMax = connects.max() ?? 0
+                let overtaken = Self.percentile(floodAcksDuring, 0.5)
                 print(
-                    "fairness: 8 flooders acked \(floodAcks.value) batches; bystander round trip p50 \(p50) ms p99 \(p99) ms; new connection + list_topics max \(connectMax) ms"
+                    "fairness: 8 flooders acked \(floodAcks.value) batches; bystander round trip p50 \(p50) ms p99 \(p99) ms, flood acks during one round trip p50 \(overtaken); new connection + list_topics max \(connectMax) ms"
                 )
                 #expect(floodAcks.value > 1000, "the flood was not a flood")
-                // Generous bounds for debug builds on a shared CI machine; the figures are printed.
-                #expect(p99 < 500, "bystander p99 \(p99) ms")
-                #expect(connectMax < 1000, "new connection \(connectMax) ms")
+                #expect(overtaken < 5000, "the bystander waited behind \(overtaken) flood batches")
+                // Generous bounds: a debug build, flooders and broker in one process, on a shared
+                // 2-core machine (the release figures are in tools/stress/fairness.py's output).
+                #expect(p99 < 3000, "bystander p99 \(p99) ms")
+                #expect(connectMax < 5000, "new connection \(connectMax) ms")
                 try await bystander.close()
             }
             try await admin.close()
@@ -144,20 +153,12 @@ struct FairServiceTests {
 
     @Test func anIdleConnectionIsClosedAndABusyOneIsNot() async throws {
         try await withBroker({ $0.connectionsMaxIdleMilliseconds = 300 }) { broker in
-            let (idle, frames) = try await BrokerBadInputTests().rawConnection(broker)
-            var handshake = Fjord_V1_HandshakeRequest()
-            handshake.protocolVersion = 1
-            try await idle.writeAndFlush(
-                Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
-            _ = try #require(await frames.next())
+            let (idle, frames) = try await broker.rawHandshakenConnection()
             let started = ContinuousClock.now
             let busy = try await broker.connect()
             try await createTopic(busy, "t")
             // A subscription waiting for appends is a use of the connection, however quiet.
-            let (subscribed, pushes) = try await BrokerBadInputTests().rawConnection(broker)
-            try await subscribed.writeAndFlush(
-                Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
-            _ = try #require(await pushes.next())
+            let (subscribed, pushes) = try await broker.rawHandshakenConnection()
             var subscribe = Fjord_V1_SubscribeRequest()
             subscribe.topic = "t"
             subscribe.leaderEpoch = -1
@@ -203,12 +204,7 @@ struct FairServiceTests {
                 #expect(error.message.contains("max.connections.per.address"))
             }
             try await second.close()
-            var served: FjordConnection?
-            for _ in 0..<50 where served == nil {
-                served = try? await broker.connect()
-                if served == nil { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            let newcomer = try #require(served)
+            let newcomer = try await broker.connectOnceServed()
             let _: Fjord_V1_ListTopicsResponse = try await newcomer.unary(.listTopics, Fjord_V1_ListTopicsRequest())
             try await newcomer.close()
             try await first.close()
