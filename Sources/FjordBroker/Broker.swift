@@ -234,7 +234,10 @@ public final class Broker: Sendable {
                 if case .refused = accepted { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if let tls {
+                        try sync.addHandler(FirstBytesHandler(admission: self.admission))
+                        try sync.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try sync.addHandler(
                         ConnectionGuardHandler(
                             admission: self.admission, idleMilliseconds: configuration.connectionsMaxIdleMilliseconds))

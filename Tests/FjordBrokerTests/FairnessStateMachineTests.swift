@@ -105,6 +105,21 @@ struct FairnessStateMachineTests {
         #expect(slots.established(4) == .refused)
     }
 
+    @Test func silentConnectionsAreEvictedBeforeOnesThatSentTheirHello() {
+        var slots = Slots(limits: .init(maxConnections: 10, maxPerAddress: 0, maxHandshaking: 3))
+        _ = slots.accepted(1, address: "a", handshakes: true)  // a slow client: speaks, handshake under way
+        slots.spoke(1)
+        _ = slots.accepted(2, address: "a", handshakes: true)  // silent
+        _ = slots.accepted(3, address: "a", handshakes: true)  // silent
+        #expect(slots.accepted(4, address: "a", handshakes: true) == .handshaking(evict: 2))
+        #expect(slots.accepted(5, address: "a", handshakes: true) == .handshaking(evict: 3))
+        #expect(slots.accepted(6, address: "a", handshakes: true) == .handshaking(evict: 4))
+        // Once only speakers are left, the oldest goes.
+        slots.spoke(5)
+        slots.spoke(6)
+        #expect(slots.accepted(7, address: "a", handshakes: true) == .handshaking(evict: 1))
+    }
+
     @Test func servedConnectionsAreLimitedPerAddressAndOverall() {
         var slots = Slots(limits: .init(maxConnections: 3, maxPerAddress: 2, maxHandshaking: 10, overLimitAllowance: 1))
         for id in 1...3 { _ = slots.accepted(id, address: "a", handshakes: true) }

@@ -101,6 +101,12 @@ final class ConnectionAdmission: Sendable {
         return established
     }
 
+    /// `channel` sent its first bytes (its TLS hello).
+    func spoke(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { $0.slots.spoke(id) }
+    }
+
     /// Refuses later connections and returns every open one, to close.
     func stop() -> [any Channel] {
         state.withLock { state in
@@ -228,6 +234,30 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 
 @available(*, unavailable)
 extension ConnectionGuardHandler: Sendable {}
+
+/// Sits before TLS and tells ``ConnectionAdmission`` when a connection sends its first bytes, then
+/// leaves the pipeline: a connection that speaks is evicted from the handshaking pool only after
+/// every silent one.
+final class FirstBytesHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let admission: ConnectionAdmission
+
+    /// Creates the handler for one connection.
+    init(admission: ConnectionAdmission) {
+        self.admission = admission
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        admission.spoke(context.channel)
+        context.fireChannelRead(data)
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension FirstBytesHandler: Sendable {}
 
 extension ConnectionHandler {
     /// Acts on what the ``ConnectionGuardHandler`` tells.

@@ -2,10 +2,10 @@
 /// and who is told to come back later.
 ///
 /// Connections still in their TLS handshake draw from a pool of their own
-/// (`max.handshaking.connections`); when it is full, the oldest is closed to make room. A TLS
-/// handshake on a working client takes milliseconds, so it finishes long before the pool turns
-/// over, while a peer that opens bare TCP connections and never speaks only ever pushes out its
-/// own. Only once TLS is up does a connection take one of the `max.connections` slots, and at most
+/// (`max.handshaking.connections`); when it is full, one is closed to make room: the oldest that
+/// has not sent a byte yet, else the oldest. A client sends its TLS hello as soon as it connects
+/// and finishes in milliseconds, while a peer that opens bare TCP connections and never speaks
+/// only ever pushes out its own. Only once TLS is up does a connection take one of the `max.connections` slots, and at most
 /// `max.connections.per.address` of them per IP address.
 ///
 /// ```swift
@@ -59,7 +59,7 @@ struct ConnectionSlotsStateMachine<ID: Hashable & Sendable>: Sendable {
     }
 
     private enum Slot {
-        case handshaking(address: String, sequence: UInt64)
+        case handshaking(address: String, sequence: UInt64, spoke: Bool)
         case served(address: String)
         case overLimit
     }
@@ -99,7 +99,7 @@ struct ConnectionSlotsStateMachine<ID: Hashable & Sendable>: Sendable {
             evict = oldestHandshaking()
             if let evict { closed(evict) }
         }
-        slots[id] = .handshaking(address: address, sequence: nextSequence)
+        slots[id] = .handshaking(address: address, sequence: nextSequence, spoke: false)
         nextSequence += 1
         handshakingCount += 1
         return .handshaking(evict: evict)
@@ -107,7 +107,7 @@ struct ConnectionSlotsStateMachine<ID: Hashable & Sendable>: Sendable {
 
     /// The TLS handshake of `id` completed: it leaves the handshaking pool for a served slot.
     mutating func established(_ id: ID) -> Established {
-        guard case .handshaking(let address, _)? = slots[id] else {
+        guard case .handshaking(let address, _, _)? = slots[id] else {
             // Evicted meanwhile (or already served): nothing to hold for it.
             return .refused
         }
@@ -115,6 +115,12 @@ struct ConnectionSlotsStateMachine<ID: Hashable & Sendable>: Sendable {
         handshakingCount -= 1
         guard !stopped else { return .refused }
         return serve(id, address: address)
+    }
+
+    /// `id`, still in its TLS handshake, sent its first bytes: it is evicted only after every silent one.
+    mutating func spoke(_ id: ID) {
+        guard case .handshaking(let address, let sequence, false)? = slots[id] else { return }
+        slots[id] = .handshaking(address: address, sequence: sequence, spoke: true)
     }
 
     /// `id` closed, whatever its pool; `true` when it was served.
@@ -160,12 +166,14 @@ struct ConnectionSlotsStateMachine<ID: Hashable & Sendable>: Sendable {
         return .served
     }
 
+    /// The connection to evict: the oldest silent one, else the oldest.
     private func oldestHandshaking() -> ID? {
-        var oldest: (ID, UInt64)?
+        var oldest: (id: ID, spoke: Bool, sequence: UInt64)?
         for (id, slot) in slots {
-            guard case .handshaking(_, let sequence) = slot else { continue }
-            if oldest.map({ sequence < $0.1 }) ?? true { oldest = (id, sequence) }
+            guard case .handshaking(_, let sequence, let spoke) = slot else { continue }
+            let better = oldest.map { (!spoke && $0.spoke) || (spoke == $0.spoke && sequence < $0.sequence) } ?? true
+            if better { oldest = (id, spoke, sequence) }
         }
-        return oldest?.0
+        return oldest?.id
     }
 }
