@@ -34,15 +34,16 @@ public final class Broker: Sendable {
     /// Keeps bad clients from flooding the log.
     let logLimiter = LogRateLimiter()
     private let state = Mutex(RunState())
+    /// Connection slots: the handshaking pool, `max.connections`, `max.connections.per.address`.
+    let admission: ConnectionAdmission
+    /// Shares the storage threads fairly among connections.
+    let scheduler: FairScheduler
 
     private struct RunState {
         var started = false
         var stopped = false
         var context: BrokerContext?
         var listeners: [any Channel] = []
-        var connections: [ObjectIdentifier: any Channel] = [:]
-        /// Connections past `max.connections` waiting to be told so.
-        var overLimit: [ObjectIdentifier: any Channel] = [:]
         var tlsAddress: SocketAddress?
         var plaintextAddress: SocketAddress?
         var operations: OperationsServer?
@@ -58,6 +59,9 @@ public final class Broker: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         self.storagePool = NIOThreadPool(numberOfThreads: configuration.storageThreads)
         self.metrics = BrokerMetrics()
+        self.admission = ConnectionAdmission(
+            configuration: configuration, metrics: metrics, logger: logger, logLimiter: logLimiter)
+        self.scheduler = FairScheduler(capacity: configuration.storageMaxInFlightOperations)
     }
 
     /// The bound address of the TLS listener, once started.
@@ -125,7 +129,10 @@ public final class Broker: Sendable {
             configuration: configuration, clusterID: store.clusterID, registry: registry, topics: topics,
             storagePool: storagePool, metrics: metrics, logger: logger, advertisedHost: advertisedHost,
             advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle, logLimiter: logLimiter,
-            producerIDs: ProducerIDAllocator(store: store))
+            producerIDs: ProducerIDAllocator(store: store), scheduler: scheduler,
+            quotas: ClientQuotas(
+                producerBytesPerSecond: configuration.producerQuotaBytesPerSecond,
+                consumerBytesPerSecond: configuration.consumerQuotaBytesPerSecond))
         contextBox.withLock { $0 = context }
         let finalContext = context
         state.withLock { $0.context = finalContext }
@@ -246,7 +253,7 @@ public final class Broker: Sendable {
         while lifecycle.appendsInFlight > 0, NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        let connections = state.withLock { Array($0.connections.values) + Array($0.overLimit.values) }
+        let connections = admission.stop()
         for connection in connections { try? await connection.close() }
         if let context { await context.topics.closeAll() }
         try? await operations?.stop()
@@ -265,16 +272,25 @@ public final class Broker: Sendable {
             .serverChannelOption(.autoRead, value: false)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // One socket read per connection per event-loop turn: a connection with much to send
+            // does not hold the loop while another waits for its single request to be read.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { [self] channel in
                 // Unreachable while listeners start with auto-read off; kept so that no ordering
                 // mistake can ever crash the broker on a connection.
                 guard let brokerContext = context() else { return channel.close() }
-                let admission = admit(channel)
-                if case .refused = admission { return channel.close() }
+                let accepted = admission.accept(channel, handshakes: tls != nil)
+                if case .refused = accepted { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if let tls {
+                        try sync.addHandler(FirstBytesHandler(admission: self.admission))
+                        try sync.addHandler(NIOSSLServerHandler(context: tls))
+                    }
+                    try sync.addHandler(
+                        ConnectionGuardHandler(
+                            admission: self.admission, idleMilliseconds: configuration.connectionsMaxIdleMilliseconds))
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumPayloadLength: configuration.maxFrameBytes)))
                     try sync.addHandler(FrameEncoder(allowsFileRegions: tls == nil))
                     var connectionLogger = logger
@@ -282,7 +298,7 @@ public final class Broker: Sendable {
                     try sync.addHandler(
                         ConnectionHandler(
                             broker: brokerContext, logger: connectionLogger, usesTLS: tls != nil,
-                            rejection: admission == .overLimit ? tooManyConnections : nil))
+                            rejection: rejection(accepted)))
                 }
             }
         do {
@@ -302,58 +318,10 @@ public final class Broker: Sendable {
         return "\(error)"
     }
 
-    /// What becomes of a new connection.
-    private enum Admission: Equatable {
-        /// Served.
-        case admitted
-        /// Past `max.connections`: its `Handshake` is answered with `TOO_MANY_CONNECTIONS`.
-        case overLimit
-        /// Past the over-limit allowance too: closed at once, without a frame.
-        case refused
-    }
-
-    /// Connections past `max.connections` that are told why before being closed, at once. More
-    /// than this are closed without a word: answering costs a TLS handshake each.
-    static let overLimitAllowance = 64
-
-    private var tooManyConnections: BrokerError {
-        BrokerError(
-            .tooManyConnections,
-            "the broker has \(configuration.maxConnections) connections open (max.connections); retry later or elsewhere")
-    }
-
-    /// Counts the connection in, tells it to come back later past `max.connections`, or refuses it.
-    private func admit(_ channel: any Channel) -> Admission {
-        let id = ObjectIdentifier(channel)
-        let admission = state.withLock { state -> Admission in
-            guard !state.stopped else { return .refused }
-            if state.connections.count < configuration.maxConnections {
-                state.connections[id] = channel
-                return .admitted
-            }
-            guard state.overLimit.count < Self.overLimitAllowance else { return .refused }
-            state.overLimit[id] = channel
-            return .overLimit
-        }
-        guard admission == .admitted else {
-            metrics.connectionRejected()
-            logLimiter.log(
-                logger, .warning, "connection refused: the connection limit is reached",
-                metadata: [
-                    "limit": "\(configuration.maxConnections)", "connection.remote": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
-                    "connection.told": "\(admission == .overLimit)",
-                ])
-            if admission == .overLimit {
-                channel.closeFuture.whenComplete { [self] _ in state.withLock { _ = $0.overLimit.removeValue(forKey: id) } }
-            }
-            return admission
-        }
-        metrics.connectionOpened()
-        channel.closeFuture.whenComplete { [self] _ in
-            state.withLock { _ = $0.connections.removeValue(forKey: id) }
-            metrics.connectionClosed()
-        }
-        return .admitted
+    /// The error a connection over a limit at accept (a plaintext one) is answered with.
+    private func rejection(_ accept: ConnectionSlotsStateMachine<ObjectIdentifier>.Accept) -> BrokerError? {
+        guard case .overLimit(let refusal) = accept else { return nil }
+        return admission.error(for: refusal)
     }
 
     /// The server TLS context, and the development certificates when the broker generated its own.

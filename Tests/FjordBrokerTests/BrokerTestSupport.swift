@@ -9,6 +9,7 @@ import Foundation
 import Logging
 import NIOCore
 import SwiftProtobuf
+import Testing
 
 /// A broker on an ephemeral loopback port with its data in a fresh temporary directory.
 struct TestBroker {
@@ -21,6 +22,28 @@ struct TestBroker {
     func connect(tls: ClientTLSConfiguration? = nil) async throws -> FjordConnection {
         try await FjordConnection.connect(
             host: "127.0.0.1", port: port, tls: tls ?? ClientTLSConfiguration(trustRootsPath: caPath), clientID: "test")
+    }
+
+    /// Connects, retrying for up to a second while the broker still counts a connection just closed.
+    func connectOnceServed() async throws -> FjordConnection {
+        var served: FjordConnection?
+        for _ in 0..<50 where served == nil {
+            served = try? await connect()
+            if served == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        return try #require(served)
+    }
+
+    /// A raw TLS connection (see ``BrokerBadInputTests/rawConnection(_:encodeFrames:)``) that has
+    /// done its handshake.
+    func rawHandshakenConnection() async throws -> (any Channel, RawFrames) {
+        let (channel, frames) = try await BrokerBadInputTests().rawConnection(self)
+        var handshake = Fjord_V1_HandshakeRequest()
+        handshake.protocolVersion = 1
+        try await channel.writeAndFlush(
+            Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
+        _ = try #require(await frames.next())
+        return (channel, frames)
     }
 }
 

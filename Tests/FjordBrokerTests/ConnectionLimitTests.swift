@@ -32,12 +32,7 @@ struct ConnectionLimitTests {
             // The two served connections are untouched; once one closes, a newcomer is served.
             let _: Fjord_V1_ListTopicsResponse = try await first.unary(.listTopics, Fjord_V1_ListTopicsRequest())
             try await second.close()
-            var served: FjordConnection?
-            for _ in 0..<50 where served == nil {
-                served = try? await broker.connect()
-                if served == nil { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            let newcomer = try #require(served)
+            let newcomer = try await broker.connectOnceServed()
             let _: Fjord_V1_ListTopicsResponse = try await newcomer.unary(.listTopics, Fjord_V1_ListTopicsRequest())
             try await newcomer.close()
             try await first.close()

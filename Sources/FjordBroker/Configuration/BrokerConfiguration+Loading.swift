@@ -99,6 +99,12 @@ extension BrokerConfiguration {
             }
         case "max.connections": maxConnections = try int(1...1_000_000)
         case "handshake.timeout.ms": handshakeTimeoutMilliseconds = try int(100...3_600_000)
+        case "max.connections.per.address": maxConnectionsPerAddress = try int(0...1_000_000)
+        case "max.handshaking.connections": maxHandshakingConnections = try int(1...1_000_000)
+        case "connections.max.idle.ms": connectionsMaxIdleMilliseconds = try int(0...Int(Int32.max))
+        case "storage.max.in.flight.operations": storageMaxInFlightOperations = try int(1...1_000_000)
+        case "quota.producer.bytes.per.sec": producerQuotaBytesPerSecond = try int(0...(1 << 40))
+        case "quota.consumer.bytes.per.sec": consumerQuotaBytesPerSecond = try int(0...(1 << 40))
         case "max.frame.bytes": maxFrameBytes = try int(4096...(1 << 30))
         case "max.in.flight.bytes": maxInFlightBytesPerConnection = try int(65536...(1 << 40))
         case "max.partitions.per.topic": maxPartitionsPerTopic = try int(1...100_000)

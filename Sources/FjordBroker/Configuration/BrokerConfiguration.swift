@@ -59,6 +59,25 @@ public struct BrokerConfiguration: Sendable, Hashable {
     /// `handshake.timeout.ms`: how long a new connection has to complete TLS and send its
     /// `Handshake` before the broker closes it (with `REQUEST_TIMED_OUT` once TLS is up).
     public var handshakeTimeoutMilliseconds = 10_000
+    /// `max.connections.per.address`: served connections (TLS established) at once from one IP
+    /// address; 0 means no limit. One past it is answered `TOO_MANY_CONNECTIONS`.
+    public var maxConnectionsPerAddress = 0
+    /// `max.handshaking.connections`: connections still in their TLS handshake at once, a pool of
+    /// their own apart from `max.connections`; when it is full the oldest is closed to make room,
+    /// so peers that never finish a handshake cannot keep anyone else out.
+    public var maxHandshakingConnections = 256
+    /// `connections.max.idle.ms`: a connection with no open stream that sends and receives
+    /// nothing for this long is closed (`REQUEST_TIMED_OUT`); 0 never closes idle connections.
+    public var connectionsMaxIdleMilliseconds = 600_000
+    /// `storage.max.in.flight.operations`: appends and reads handed to the storage threads at
+    /// once, over every connection; past it each connection waits its turn (deficit round robin).
+    public var storageMaxInFlightOperations = 64
+    /// `quota.producer.bytes.per.sec`: produce bytes per second allowed to one client id (0: no
+    /// quota). A client above it is told `throttle_time_ms` and its connection is not read meanwhile.
+    public var producerQuotaBytesPerSecond = 0
+    /// `quota.consumer.bytes.per.sec`: fetched bytes per second allowed to one client id (0: no
+    /// quota), throttled like the producer quota.
+    public var consumerQuotaBytesPerSecond = 0
     /// `max.frame.bytes`: largest frame payload accepted.
     public var maxFrameBytes = 8 << 20
     /// `max.in.flight.bytes`: produce bytes held for one connection before the broker stops reading from it.
@@ -111,6 +130,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "max.in.flight.bytes", "max.partitions.per.topic", "max.fetch.wait.ms", "auto.create.topics.enable",
             "num.partitions", "storage.threads", "event.loop.threads", "log.retention.check.interval.ms",
             "log.scrub.bytes.per.second", "log.scrub.interval.ms",
+            "handshake.timeout.ms", "max.connections.per.address", "max.handshaking.connections",
+            "connections.max.idle.ms", "storage.max.in.flight.operations", "quota.producer.bytes.per.sec",
+            "quota.consumer.bytes.per.sec",
         ] + topicDefaultKeys.keys.sorted()
 
     /// The default configuration.

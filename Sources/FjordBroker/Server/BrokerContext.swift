@@ -22,6 +22,10 @@ struct BrokerContext: Sendable {
     let logLimiter: LogRateLimiter
     /// Idempotent-producer ids.
     let producerIDs: ProducerIDAllocator
+    /// Shares the storage threads fairly among connections.
+    let scheduler: FairScheduler
+    /// Produce and fetch byte-rate quotas per client id.
+    let quotas: ClientQuotas
 }
 
 /// What a graceful shutdown watches: a flag raised once when the broker begins to stop (new

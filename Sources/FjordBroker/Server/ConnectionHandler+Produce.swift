@@ -68,29 +68,35 @@ extension ConnectionHandler {
         _ request: ProduceRequestView, to partition: Partition, streamID: UInt32, token: UInt64, sequence: UInt64,
         started: NIODeadline
     ) {
-        guard let context else { return }
+        guard let context, let storageTurns else { return }
         let bytes = request.batch.readableBytes
         inFlightBytes += bytes
-        broker.lifecycle.appendStarted()
         let lifecycle = broker.lifecycle
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let durability: AppendDurability = request.acks == .durable ? .durable : .written
         let topic = partition.topic
         let index = partition.index
-        partition.append(request.batch, durability: durability) { result in
-            lifecycle.appendFinished()
-            let mapped = result.mapError { partition.error(for: $0) }
-            eventLoop.execute {
-                let handler = handler.value
-                handler.inFlightBytes -= bytes
-                if case .success(let appended) = mapped {
-                    handler.broker.metrics.bytesIn(bytes)
-                    handler.broker.metrics.setLogEndOffset(topic: topic, partition: index, offset: appended.lastOffset + 1)
+        let release = storageTurns.release
+        // The append waits for this connection's turn at the storage threads (FairScheduler).
+        storageTurns.run(cost: bytes) {
+            lifecycle.appendStarted()
+            partition.append(request.batch, durability: durability) { result in
+                release()
+                lifecycle.appendFinished()
+                let mapped = result.mapError { partition.error(for: $0) }
+                eventLoop.execute {
+                    let handler = handler.value
+                    handler.inFlightBytes -= bytes
+                    if case .success(let appended) = mapped {
+                        handler.broker.metrics.bytesIn(bytes)
+                        handler.broker.metrics.setLogEndOffset(topic: topic, partition: index, offset: appended.lastOffset + 1)
+                    }
+                    handler.completeProduce(
+                        streamID: streamID, token: token, sequence: sequence, request: request, result: mapped,
+                        started: started)
+                    handler.resumeReadingIfPossible()
                 }
-                handler.completeProduce(
-                    streamID: streamID, token: token, sequence: sequence, request: request, result: mapped, started: started)
-                handler.resumeReadingIfPossible()
             }
         }
     }
@@ -129,6 +135,7 @@ extension ConnectionHandler {
         result: Result<AppendResult, BrokerError>, started: NIODeadline
     ) {
         var response: Fjord_V1_ProduceResponse?
+        let throttle = chargeQuota(.produce, bytes: request.batch.readableBytes)
         switch result {
         case .success(let appended):
             record("produce", since: started, error: nil)
@@ -140,6 +147,7 @@ extension ConnectionHandler {
                 ack.logAppendTime = appended.logAppendTime
                 ack.logStartOffset = appended.logStartOffset
                 ack.duplicate = appended.duplicate
+                ack.throttleTimeMs = throttle
                 response = ack
             }
         case .failure(let error):
@@ -148,12 +156,17 @@ extension ConnectionHandler {
             var ack = Fjord_V1_ProduceResponse()
             ack.requestID = request.requestID
             ack.error = error.wireValue
+            ack.throttleTimeMs = throttle
             response = ack
         }
         // Cancelled or failed meanwhile (and perhaps replaced by a newer stream with the same id).
-        guard var stream = produceStreams[streamID], stream.token == token, sequence >= stream.firstSequence else { return }
-        let position = Int(sequence - stream.firstSequence)
-        guard position < stream.slots.count else { return }
+        // Taken out of the dictionary while changed, so its slots are not copied (they can be many).
+        guard var stream = produceStreams.removeValue(forKey: streamID) else { return }
+        let position = Int(truncatingIfNeeded: sequence &- stream.firstSequence)
+        guard stream.token == token, sequence >= stream.firstSequence, position < stream.slots.count else {
+            produceStreams[streamID] = stream
+            return
+        }
         stream.slots[stream.slots.index(stream.slots.startIndex, offsetBy: position)] = .done(response)
         while let first = stream.slots.first, case .done(let answer) = first {
             stream.slots.removeFirst()

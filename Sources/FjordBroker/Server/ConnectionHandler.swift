@@ -41,7 +41,14 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // Admission
     /// Why the connection is not served (past `max.connections`): the answer to its handshake.
-    private let rejection: BrokerError?
+    var rejection: BrokerError?
+    /// This connection's turns at the storage threads (``FairScheduler``).
+    var storageTurns: StorageTurns?
+    /// The client id from the handshake: what quotas are counted by.
+    var clientID = ""
+    /// Until when reads (and pushes) are held because the client is over a quota.
+    var throttledUntil: NIODeadline?
+    var throttleTimer: Scheduled<Void>?
     /// Whether TLS is established (always, on the plaintext listener).
     private var transportReady: Bool
     /// Whether fetch and subscribe responses may send batches with `sendfile` (no TLS).
@@ -64,6 +71,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        storageTurns = StorageTurns(scheduler: broker.scheduler, eventLoop: context.eventLoop)
+        storageTurns?.onRoom = { [unowned self] in resumeReadingIfPossible() }
         if let remote = context.channel.remoteAddress { logger[metadataKey: "connection.remote"] = "\(remote)" }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         handshakeTimer = context.eventLoop.scheduleTask(
@@ -73,6 +82,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted = event as? TLSUserEvent { transportReady = true }
+        if let event = event as? ConnectionAdmissionEvent { return admissionEventTriggered(event) }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -108,6 +118,8 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         closed = true
         handshakeTimer?.cancel()
         handshakeTimer = nil
+        throttleTimer?.cancel()
+        storageTurns?.close()
         state.close()
         for subscription in subscriptions.values { subscription.cancel() }
         subscriptions.removeAll()
@@ -179,6 +191,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var shouldPauseReading: Bool {
         inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection || !(context?.channel.isWritable ?? true)
+            || throttledUntil != nil || (storageTurns?.isFull ?? false)
     }
 
     /// Resumes reading once the reasons to pause are gone.
@@ -286,6 +299,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             clientMaxFrameBytes = min(Int(request.maxFrameBytes), broker.configuration.maxFrameBytes)
         }
         if !request.clientID.isEmpty { logger[metadataKey: "client.id"] = "\(request.clientID)" }
+        clientID = request.clientID
         state.handshakeCompleted()
         handshakeTimer?.cancel()
         handshakeTimer = nil

@@ -85,7 +85,7 @@ final class FetchOperation {
         let usesFileRegions = handler.usesFileRegions
         let operation = NIOLoopBound(self, eventLoop: eventLoop)
         let isFinal = final || timer == nil
-        handler.broker.storagePool.runIfActive(eventLoop: eventLoop) {
+        handler.fairStorageRead(cost: maxBytes, eventLoop: eventLoop) {
             PartitionReader.fetchResponse(
                 readsToRun, maxBytes: maxBytes, allocator: allocator, usesFileRegions: usesFileRegions)
         }.whenComplete { result in
@@ -132,7 +132,8 @@ final class FetchOperation {
         if handler.fetches[streamID] === self { handler.fetches[streamID] = nil }
         guard handler.state.isOpen(streamID, token: token) else { return }
         switch result {
-        case .success(let payload):
+        case .success(var payload):
+            payload.appendThrottleTime(handler.chargeQuota(.fetch, bytes: recordBytes))
             handler.broker.metrics.bytesOut(recordBytes)
             handler.send(payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream)
             handler.record("fetch", since: started, error: nil)

@@ -56,7 +56,7 @@ final class Subscription {
     func pump() {
         guard !cancelled, !reading, credit > 0 else { return }
         let handler = self.handler.value
-        guard let context = handler.context, context.channel.isWritable else { return }
+        guard let context = handler.context, context.channel.isWritable, handler.throttledUntil == nil else { return }
         if let (partition, token) = watch {
             partition.cancelWatch(token)
             watch = nil
@@ -94,7 +94,7 @@ final class Subscription {
         let allocator = context.channel.allocator
         let usesFileRegions = handler.usesFileRegions
         let subscription = NIOLoopBound(self, eventLoop: eventLoop)
-        handler.broker.storagePool.runIfActive(eventLoop: eventLoop) {
+        handler.fairStorageRead(cost: maxBytes, eventLoop: eventLoop) {
             Result { () throws(BrokerError) in
                 try PartitionReader.subscribeResponse(
                     partition: partition, offset: offset, maxBytes: maxBytes, allocator: allocator,
@@ -115,6 +115,7 @@ final class Subscription {
                     subscription.nextOffset = read.nextOffset
                     let handler = subscription.handler.value
                     handler.broker.metrics.bytesOut(read.recordBytes)
+                    _ = handler.chargeQuota(.fetch, bytes: read.recordBytes)
                     handler.send(payload, streamID: subscription.streamID, method: Fjord_V1_Method.subscribe.id)
                 }
                 subscription.pump()

@@ -144,6 +144,12 @@ public nonisolated struct Fjord_V1_ProduceResponse: Sendable {
   /// are those of the original and nothing was appended again.
   public var duplicate: Bool = false
 
+  /// Milliseconds this client is throttled for exceeding its produce quota
+  /// (quota.producer.bytes.per.sec, per client id); 0 when not throttled. The broker stops reading
+  /// the connection for that long; a client should also hold back its next sends (Kafka's
+  /// throttle_time_ms).
+  public var throttleTimeMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -242,6 +248,11 @@ public nonisolated struct Fjord_V1_FetchResponse: Sendable {
 
   /// One result per requested partition, in request order.
   public var partitions: [Fjord_V1_FetchPartitionResult] = []
+
+  /// Milliseconds this client is throttled for exceeding its fetch quota
+  /// (quota.consumer.bytes.per.sec, per client id); 0 when not throttled. The broker stops reading
+  /// the connection for that long (Kafka's throttle_time_ms).
+  public var throttleTimeMs: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -486,7 +497,7 @@ nonisolated extension Fjord_V1_ProduceRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProduceResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}error\0\u{3}base_offset\0\u{3}last_offset\0\u{3}log_append_time\0\u{3}log_start_offset\0\u{1}duplicate\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}error\0\u{3}base_offset\0\u{3}last_offset\0\u{3}log_append_time\0\u{3}log_start_offset\0\u{1}duplicate\0\u{4}\u{8}throttle_time_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -501,6 +512,7 @@ nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProt
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.logAppendTime) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.logStartOffset) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.duplicate) }()
+      case 15: try { try decoder.decodeSingularUInt32Field(value: &self.throttleTimeMs) }()
       default: break
       }
     }
@@ -532,6 +544,9 @@ nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProt
     if self.duplicate != false {
       try visitor.visitSingularBoolField(value: self.duplicate, fieldNumber: 7)
     }
+    if self.throttleTimeMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.throttleTimeMs, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -543,6 +558,7 @@ nonisolated extension Fjord_V1_ProduceResponse: SwiftProtobuf.Message, SwiftProt
     if lhs.logAppendTime != rhs.logAppendTime {return false}
     if lhs.logStartOffset != rhs.logStartOffset {return false}
     if lhs.duplicate != rhs.duplicate {return false}
+    if lhs.throttleTimeMs != rhs.throttleTimeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -704,7 +720,7 @@ nonisolated extension Fjord_V1_FetchPartitionResult: SwiftProtobuf.Message, Swif
 
 nonisolated extension Fjord_V1_FetchResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FetchResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}partitions\0\u{4}\u{e}throttle_time_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -713,6 +729,7 @@ nonisolated extension Fjord_V1_FetchResponse: SwiftProtobuf.Message, SwiftProtob
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.partitions) }()
+      case 15: try { try decoder.decodeSingularUInt32Field(value: &self.throttleTimeMs) }()
       default: break
       }
     }
@@ -722,11 +739,15 @@ nonisolated extension Fjord_V1_FetchResponse: SwiftProtobuf.Message, SwiftProtob
     if !self.partitions.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.partitions, fieldNumber: 1)
     }
+    if self.throttleTimeMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.throttleTimeMs, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Fjord_V1_FetchResponse, rhs: Fjord_V1_FetchResponse) -> Bool {
     if lhs.partitions != rhs.partitions {return false}
+    if lhs.throttleTimeMs != rhs.throttleTimeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -785,7 +785,7 @@ const ProtobufCMessageDescriptor fjord__v1__produce_request__descriptor =
   (ProtobufCMessageInit) fjord__v1__produce_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fjord__v1__produce_response__field_descriptors[7] =
+static const ProtobufCFieldDescriptor fjord__v1__produce_response__field_descriptors[8] =
 {
   {
     "request_id",
@@ -871,6 +871,18 @@ static const ProtobufCFieldDescriptor fjord__v1__produce_response__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "throttle_time_ms",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Fjord__V1__ProduceResponse, throttle_time_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fjord__v1__produce_response__field_indices_by_name[] = {
   2,   /* field[2] = base_offset */
@@ -880,11 +892,13 @@ static const unsigned fjord__v1__produce_response__field_indices_by_name[] = {
   4,   /* field[4] = log_append_time */
   5,   /* field[5] = log_start_offset */
   0,   /* field[0] = request_id */
+  7,   /* field[7] = throttle_time_ms */
 };
-static const ProtobufCIntRange fjord__v1__produce_response__number_ranges[1 + 1] =
+static const ProtobufCIntRange fjord__v1__produce_response__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 15, 7 },
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor fjord__v1__produce_response__descriptor =
 {
@@ -894,10 +908,10 @@ const ProtobufCMessageDescriptor fjord__v1__produce_response__descriptor =
   "Fjord__V1__ProduceResponse",
   "fjord.v1",
   sizeof(Fjord__V1__ProduceResponse),
-  7,
+  8,
   fjord__v1__produce_response__field_descriptors,
   fjord__v1__produce_response__field_indices_by_name,
-  1,  fjord__v1__produce_response__number_ranges,
+  2,  fjord__v1__produce_response__number_ranges,
   (ProtobufCMessageInit) fjord__v1__produce_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -1171,7 +1185,7 @@ const ProtobufCMessageDescriptor fjord__v1__fetch_partition_result__descriptor =
   (ProtobufCMessageInit) fjord__v1__fetch_partition_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fjord__v1__fetch_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor fjord__v1__fetch_response__field_descriptors[2] =
 {
   {
     "partitions",
@@ -1185,14 +1199,28 @@ static const ProtobufCFieldDescriptor fjord__v1__fetch_response__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "throttle_time_ms",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Fjord__V1__FetchResponse, throttle_time_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fjord__v1__fetch_response__field_indices_by_name[] = {
   0,   /* field[0] = partitions */
+  1,   /* field[1] = throttle_time_ms */
 };
-static const ProtobufCIntRange fjord__v1__fetch_response__number_ranges[1 + 1] =
+static const ProtobufCIntRange fjord__v1__fetch_response__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 15, 1 },
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor fjord__v1__fetch_response__descriptor =
 {
@@ -1202,10 +1230,10 @@ const ProtobufCMessageDescriptor fjord__v1__fetch_response__descriptor =
   "Fjord__V1__FetchResponse",
   "fjord.v1",
   sizeof(Fjord__V1__FetchResponse),
-  1,
+  2,
   fjord__v1__fetch_response__field_descriptors,
   fjord__v1__fetch_response__field_indices_by_name,
-  1,  fjord__v1__fetch_response__number_ranges,
+  2,  fjord__v1__fetch_response__number_ranges,
   (ProtobufCMessageInit) fjord__v1__fetch_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

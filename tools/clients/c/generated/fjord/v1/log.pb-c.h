@@ -118,10 +118,17 @@ struct  Fjord__V1__ProduceResponse
    * are those of the original and nothing was appended again.
    */
   protobuf_c_boolean duplicate;
+  /*
+   * Milliseconds this client is throttled for exceeding its produce quota
+   * (quota.producer.bytes.per.sec, per client id); 0 when not throttled. The broker stops reading
+   * the connection for that long; a client should also hold back its next sends (Kafka's
+   * throttle_time_ms).
+   */
+  uint32_t throttle_time_ms;
 };
 #define FJORD__V1__PRODUCE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fjord__v1__produce_response__descriptor) \
-    , 0, NULL, 0, 0, 0, 0, 0 }
+    , 0, NULL, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Fjord__V1__FetchPartition
@@ -194,10 +201,16 @@ struct  Fjord__V1__FetchResponse
    */
   size_t n_partitions;
   Fjord__V1__FetchPartitionResult **partitions;
+  /*
+   * Milliseconds this client is throttled for exceeding its fetch quota
+   * (quota.consumer.bytes.per.sec, per client id); 0 when not throttled. The broker stops reading
+   * the connection for that long (Kafka's throttle_time_ms).
+   */
+  uint32_t throttle_time_ms;
 };
 #define FJORD__V1__FETCH_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fjord__v1__fetch_response__descriptor) \
-    , 0,NULL }
+    , 0,NULL, 0 }
 
 
 /*

@@ -15,45 +15,45 @@ from . import errors_pb2 as fjord_dot_v1_dot_errors__pb2
 from . import records_pb2 as fjord_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x66jord/v1/log.proto\x12\x08\x66jord.v1\x1a\x15\x66jord/v1/errors.proto\x1a\x16\x66jord/v1/records.proto\"\x89\x01\n\x0eProduceRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x05\x12\x1c\n\x04\x61\x63ks\x18\x04 \x01(\x0e\x32\x0e.fjord.v1.Acks\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\r\n\x05\x62\x61tch\x18\x06 \x01(\x0c\"\xb5\x01\n\x0fProduceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x1e\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.fjord.v1.Error\x12\x13\n\x0b\x62\x61se_offset\x18\x03 \x01(\x03\x12\x13\n\x0blast_offset\x18\x04 \x01(\x03\x12\x17\n\x0flog_append_time\x18\x05 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x11\n\tduplicate\x18\x07 \x01(\x08\"k\n\x0e\x46\x65tchPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x11\n\tmax_bytes\x18\x05 \x01(\r\"w\n\x0c\x46\x65tchRequest\x12,\n\npartitions\x18\x01 \x03(\x0b\x32\x18.fjord.v1.FetchPartition\x12\x13\n\x0bmax_wait_ms\x18\x02 \x01(\r\x12\x11\n\tmin_bytes\x18\x03 \x01(\r\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"\xb5\x01\n\x14\x46\x65tchPartitionResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x1e\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.fjord.v1.Error\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12)\n\x07records\x18\x06 \x01(\x0b\x32\x18.fjord.v1.RecordBatchSet\"C\n\rFetchResponse\x12\x32\n\npartitions\x18\x01 \x03(\x0b\x32\x1e.fjord.v1.FetchPartitionResult\"\x83\x01\n\x10SubscribeRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x14\n\x0c\x63redit_bytes\x18\x05 \x01(\x04\x12\x11\n\tmax_bytes\x18\x06 \x01(\r\" \n\x0fSubscribeCredit\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\"p\n\x11SubscribeResponse\x12)\n\x07records\x18\x01 \x01(\x0b\x32\x18.fjord.v1.RecordBatchSet\x12\x16\n\x0ehigh_watermark\x18\x02 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x03 \x01(\x03\"a\n\x14ListOffsetsPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\"H\n\x12ListOffsetsRequest\x12\x32\n\npartitions\x18\x01 \x03(\x0b\x32\x1e.fjord.v1.ListOffsetsPartition\"{\n\x11ListOffsetsResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x1e\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.fjord.v1.Error\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x05 \x01(\x05\"F\n\x13ListOffsetsResponse\x12/\n\npartitions\x18\x01 \x03(\x0b\x32\x1b.fjord.v1.ListOffsetsResult\"D\n\x15InitProducerIdRequest\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\"E\n\x16InitProducerIdResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05*N\n\x04\x41\x63ks\x12\x14\n\x10\x41\x43KS_UNSPECIFIED\x10\x00\x12\r\n\tACKS_NONE\x10\x01\x12\x0f\n\x0b\x41\x43KS_LEADER\x10\x02\x12\x10\n\x0c\x41\x43KS_DURABLE\x10\x03\x32\xec\x02\n\x03Log\x12\x42\n\x07Produce\x12\x18.fjord.v1.ProduceRequest\x1a\x19.fjord.v1.ProduceResponse(\x01\x30\x01\x12\x38\n\x05\x46\x65tch\x12\x16.fjord.v1.FetchRequest\x1a\x17.fjord.v1.FetchResponse\x12\x46\n\tSubscribe\x12\x1a.fjord.v1.SubscribeRequest\x1a\x1b.fjord.v1.SubscribeResponse0\x01\x12J\n\x0bListOffsets\x12\x1c.fjord.v1.ListOffsetsRequest\x1a\x1d.fjord.v1.ListOffsetsResponse\x12S\n\x0eInitProducerId\x12\x1f.fjord.v1.InitProducerIdRequest\x1a .fjord.v1.InitProducerIdResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x66jord/v1/log.proto\x12\x08\x66jord.v1\x1a\x15\x66jord/v1/errors.proto\x1a\x16\x66jord/v1/records.proto\"\x89\x01\n\x0eProduceRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x14\n\x0cleader_epoch\x18\x03 \x01(\x05\x12\x1c\n\x04\x61\x63ks\x18\x04 \x01(\x0e\x32\x0e.fjord.v1.Acks\x12\x12\n\nrequest_id\x18\x05 \x01(\x04\x12\r\n\x05\x62\x61tch\x18\x06 \x01(\x0c\"\xcf\x01\n\x0fProduceResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x1e\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0f.fjord.v1.Error\x12\x13\n\x0b\x62\x61se_offset\x18\x03 \x01(\x03\x12\x13\n\x0blast_offset\x18\x04 \x01(\x03\x12\x17\n\x0flog_append_time\x18\x05 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x11\n\tduplicate\x18\x07 \x01(\x08\x12\x18\n\x10throttle_time_ms\x18\x0f \x01(\r\"k\n\x0e\x46\x65tchPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x11\n\tmax_bytes\x18\x05 \x01(\r\"w\n\x0c\x46\x65tchRequest\x12,\n\npartitions\x18\x01 \x03(\x0b\x32\x18.fjord.v1.FetchPartition\x12\x13\n\x0bmax_wait_ms\x18\x02 \x01(\r\x12\x11\n\tmin_bytes\x18\x03 \x01(\r\x12\x11\n\tmax_bytes\x18\x04 \x01(\r\"\xb5\x01\n\x14\x46\x65tchPartitionResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x1e\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.fjord.v1.Error\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12)\n\x07records\x18\x06 \x01(\x0b\x32\x18.fjord.v1.RecordBatchSet\"]\n\rFetchResponse\x12\x32\n\npartitions\x18\x01 \x03(\x0b\x32\x1e.fjord.v1.FetchPartitionResult\x12\x18\n\x10throttle_time_ms\x18\x0f \x01(\r\"\x83\x01\n\x10SubscribeRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\x12\x14\n\x0c\x63redit_bytes\x18\x05 \x01(\x04\x12\x11\n\tmax_bytes\x18\x06 \x01(\r\" \n\x0fSubscribeCredit\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\"p\n\x11SubscribeResponse\x12)\n\x07records\x18\x01 \x01(\x0b\x32\x18.fjord.v1.RecordBatchSet\x12\x16\n\x0ehigh_watermark\x18\x02 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x03 \x01(\x03\"a\n\x14ListOffsetsPartition\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x11\n\ttimestamp\x18\x03 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x04 \x01(\x05\"H\n\x12ListOffsetsRequest\x12\x32\n\npartitions\x18\x01 \x03(\x0b\x32\x1e.fjord.v1.ListOffsetsPartition\"{\n\x11ListOffsetsResult\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\r\x12\x1e\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.fjord.v1.Error\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x14\n\x0cleader_epoch\x18\x05 \x01(\x05\"F\n\x13ListOffsetsResponse\x12/\n\npartitions\x18\x01 \x03(\x0b\x32\x1b.fjord.v1.ListOffsetsResult\"D\n\x15InitProducerIdRequest\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05\"E\n\x16InitProducerIdResponse\x12\x13\n\x0bproducer_id\x18\x01 \x01(\x03\x12\x16\n\x0eproducer_epoch\x18\x02 \x01(\x05*N\n\x04\x41\x63ks\x12\x14\n\x10\x41\x43KS_UNSPECIFIED\x10\x00\x12\r\n\tACKS_NONE\x10\x01\x12\x0f\n\x0b\x41\x43KS_LEADER\x10\x02\x12\x10\n\x0c\x41\x43KS_DURABLE\x10\x03\x32\xec\x02\n\x03Log\x12\x42\n\x07Produce\x12\x18.fjord.v1.ProduceRequest\x1a\x19.fjord.v1.ProduceResponse(\x01\x30\x01\x12\x38\n\x05\x46\x65tch\x12\x16.fjord.v1.FetchRequest\x1a\x17.fjord.v1.FetchResponse\x12\x46\n\tSubscribe\x12\x1a.fjord.v1.SubscribeRequest\x1a\x1b.fjord.v1.SubscribeResponse0\x01\x12J\n\x0bListOffsets\x12\x1c.fjord.v1.ListOffsetsRequest\x1a\x1d.fjord.v1.ListOffsetsResponse\x12S\n\x0eInitProducerId\x12\x1f.fjord.v1.InitProducerIdRequest\x1a .fjord.v1.InitProducerIdResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fjord.v1.log_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _ACKS._serialized_start=1679
-  _ACKS._serialized_end=1757
+  _ACKS._serialized_start=1731
+  _ACKS._serialized_end=1809
   _PRODUCEREQUEST._serialized_start=80
   _PRODUCEREQUEST._serialized_end=217
   _PRODUCERESPONSE._serialized_start=220
-  _PRODUCERESPONSE._serialized_end=401
-  _FETCHPARTITION._serialized_start=403
-  _FETCHPARTITION._serialized_end=510
-  _FETCHREQUEST._serialized_start=512
-  _FETCHREQUEST._serialized_end=631
-  _FETCHPARTITIONRESULT._serialized_start=634
-  _FETCHPARTITIONRESULT._serialized_end=815
-  _FETCHRESPONSE._serialized_start=817
-  _FETCHRESPONSE._serialized_end=884
-  _SUBSCRIBEREQUEST._serialized_start=887
-  _SUBSCRIBEREQUEST._serialized_end=1018
-  _SUBSCRIBECREDIT._serialized_start=1020
-  _SUBSCRIBECREDIT._serialized_end=1052
-  _SUBSCRIBERESPONSE._serialized_start=1054
-  _SUBSCRIBERESPONSE._serialized_end=1166
-  _LISTOFFSETSPARTITION._serialized_start=1168
-  _LISTOFFSETSPARTITION._serialized_end=1265
-  _LISTOFFSETSREQUEST._serialized_start=1267
-  _LISTOFFSETSREQUEST._serialized_end=1339
-  _LISTOFFSETSRESULT._serialized_start=1341
-  _LISTOFFSETSRESULT._serialized_end=1464
-  _LISTOFFSETSRESPONSE._serialized_start=1466
-  _LISTOFFSETSRESPONSE._serialized_end=1536
-  _INITPRODUCERIDREQUEST._serialized_start=1538
-  _INITPRODUCERIDREQUEST._serialized_end=1606
-  _INITPRODUCERIDRESPONSE._serialized_start=1608
-  _INITPRODUCERIDRESPONSE._serialized_end=1677
-  _LOG._serialized_start=1760
-  _LOG._serialized_end=2124
+  _PRODUCERESPONSE._serialized_end=427
+  _FETCHPARTITION._serialized_start=429
+  _FETCHPARTITION._serialized_end=536
+  _FETCHREQUEST._serialized_start=538
+  _FETCHREQUEST._serialized_end=657
+  _FETCHPARTITIONRESULT._serialized_start=660
+  _FETCHPARTITIONRESULT._serialized_end=841
+  _FETCHRESPONSE._serialized_start=843
+  _FETCHRESPONSE._serialized_end=936
+  _SUBSCRIBEREQUEST._serialized_start=939
+  _SUBSCRIBEREQUEST._serialized_end=1070
+  _SUBSCRIBECREDIT._serialized_start=1072
+  _SUBSCRIBECREDIT._serialized_end=1104
+  _SUBSCRIBERESPONSE._serialized_start=1106
+  _SUBSCRIBERESPONSE._serialized_end=1218
+  _LISTOFFSETSPARTITION._serialized_start=1220
+  _LISTOFFSETSPARTITION._serialized_end=1317
+  _LISTOFFSETSREQUEST._serialized_start=1319
+  _LISTOFFSETSREQUEST._serialized_end=1391
+  _LISTOFFSETSRESULT._serialized_start=1393
+  _LISTOFFSETSRESULT._serialized_end=1516
+  _LISTOFFSETSRESPONSE._serialized_start=1518
+  _LISTOFFSETSRESPONSE._serialized_end=1588
+  _INITPRODUCERIDREQUEST._serialized_start=1590
+  _INITPRODUCERIDREQUEST._serialized_end=1658
+  _INITPRODUCERIDRESPONSE._serialized_start=1660
+  _INITPRODUCERIDRESPONSE._serialized_end=1729
+  _LOG._serialized_start=1812
+  _LOG._serialized_end=2176
 # @@protoc_insertion_point(module_scope)
