@@ -34,6 +34,10 @@ public final class Broker: Sendable {
     /// Keeps bad clients from flooding the log.
     let logLimiter = LogRateLimiter()
     private let state = Mutex(RunState())
+    /// Bytes queued toward every connection (`broker.max.queued.bytes`).
+    let queuedBytes: ByteBudget
+    /// Request bytes received and not yet handled (`queued.max.request.bytes`).
+    let requestBytes: ByteBudget
 
     private struct RunState {
         var started = false
@@ -57,7 +61,14 @@ public final class Broker: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoopThreads)
         self.storagePool = NIOThreadPool(numberOfThreads: configuration.storageThreads)
         self.metrics = BrokerMetrics()
+        self.queuedBytes = ByteBudget(capacity: configuration.maxQueuedBytes)
+        self.requestBytes = ByteBudget(capacity: configuration.maxQueuedRequestBytes)
     }
+
+    /// Bytes queued toward all connections now (responses not yet taken by their sockets).
+    package var queuedResponseBytes: Int { queuedBytes.usedBytes }
+    /// Request bytes received and not yet handled now, over all connections.
+    package var queuedRequestBytes: Int { requestBytes.usedBytes }
 
     /// The bound address of the TLS listener, once started.
     public var tlsAddress: SocketAddress? { state.withLock { $0.tlsAddress } }
@@ -118,7 +129,7 @@ public final class Broker: Sendable {
             configuration: configuration, clusterID: store.clusterID, registry: registry, topics: topics,
             storagePool: storagePool, metrics: metrics, logger: logger, advertisedHost: advertisedHost,
             advertisedPort: tlsAddress?.port ?? configuration.listen.port, lifecycle: lifecycle, logLimiter: logLimiter,
-            producerIDs: ProducerIDAllocator(store: store))
+            producerIDs: ProducerIDAllocator(store: store), queuedBytes: queuedBytes, requestBytes: requestBytes)
         contextBox.withLock { $0 = context }
         let finalContext = context
         state.withLock { $0.context = finalContext }
@@ -218,20 +229,24 @@ public final class Broker: Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: configuration.maxQueuedBytesPerConnection / 2, high: configuration.maxQueuedBytesPerConnection))
             .childChannelInitializer { [self] channel in
                 let admission = admit(channel)
                 if case .refused = admission { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    let meter = InboundByteMeter()
+                    try sync.addHandler(meter)
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumPayloadLength: configuration.maxFrameBytes)))
                     try sync.addHandler(FrameEncoder(allowsFileRegions: tls == nil))
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "listener"] = "\(tls == nil ? "plaintext" : "tls")"
                     try sync.addHandler(
                         ConnectionHandler(
-                            broker: context(), logger: connectionLogger, usesTLS: tls != nil,
+                            broker: context(), logger: connectionLogger, usesTLS: tls != nil, meter: meter,
                             rejection: admission == .overLimit ? tooManyConnections : nil))
                 }
             }

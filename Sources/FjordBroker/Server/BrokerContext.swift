@@ -22,6 +22,10 @@ struct BrokerContext: Sendable {
     let logLimiter: LogRateLimiter
     /// Idempotent-producer ids.
     let producerIDs: ProducerIDAllocator
+    /// Bytes queued toward every connection, against `broker.max.queued.bytes`.
+    let queuedBytes: ByteBudget
+    /// Request bytes received and not yet handled, against `queued.max.request.bytes`.
+    let requestBytes: ByteBudget
 }
 
 /// What a graceful shutdown watches: a flag raised once when the broker begins to stop (new
