@@ -26,12 +26,7 @@ struct HostileClientTests {
             var connectionsClosedByBroker = 0
             var answers = 0
             for _ in 0..<16 {
-                let (channel, frames) = try await BrokerBadInputTests().rawConnection(broker)
-                var handshake = Fjord_V1_HandshakeRequest()
-                handshake.protocolVersion = 1
-                try await channel.writeAndFlush(
-                    Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
-                _ = try #require(await frames.next())
+                let (channel, frames) = try await BrokerBadInputTests().handshakenConnection(broker)
                 for _ in 0..<300 {
                     guard channel.isActive else { break }
                     channel.write(randomFrame(&random), promise: nil)
@@ -80,12 +75,7 @@ struct HostileClientTests {
         try await withBroker { broker in
             let admin = try await broker.connect()
             try await createTopic(admin, "reuse", partitions: 2)
-            let (channel, frames) = try await BrokerBadInputTests().rawConnection(broker)
-            var handshake = Fjord_V1_HandshakeRequest()
-            handshake.protocolVersion = 1
-            try await channel.writeAndFlush(
-                Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
-            _ = try #require(await frames.next())
+            let (channel, frames) = try await BrokerBadInputTests().handshakenConnection(broker)
             let produce = Fjord_V1_Method.produce.id
             for round in 0..<20 {
                 // Stream 3: durable appends (each waits for an fsync), cancelled while in flight ...

@@ -249,9 +249,11 @@ extension ConnectionHandler {
         backpressure.frameTimer = nil
         let partial = backpressure.partialFrameBytes
         guard !closed, partial > 0, backpressure.frameTimerMark == backpressure.consumedBytes else { return }
-        if readPending {
-            // The broker holds back reading (the client does not read its responses): the frame
-            // cannot complete, and that is not what this timeout is about.
+        if readPending && inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection {
+            // Reading waits for the broker's own appends: the frame cannot complete, and that is
+            // not the client's doing. (Waiting because the client does not read its responses, or
+            // because partial frames fill the request budget, does count: that is how a budget
+            // held by stalled frames frees up.)
             startFrameTimer()
             return
         }

@@ -11,9 +11,12 @@ import SwiftProtobuf
 /// opens. Frame rules live in ``ConnectionStateMachine``; this handler performs what it decides.
 ///
 /// Backpressure: the handler stops reading from the socket while the produce bytes it holds
-/// exceed the configured in-flight limit or while the channel is not writable (a client that does
-/// not read its acks), and resumes once both clear. Subscriptions send only against credit and
-/// while the channel is writable. So memory per connection stays bounded.
+/// exceed the configured in-flight limit, while the channel is not writable, while the bytes
+/// queued toward the client are at `connection.max.queued.bytes`, or while it holds request bytes
+/// past its allowance and the broker's request budget is spent; it resumes once all clear. Fetch
+/// and subscription responses are prepared only below the queued-bytes limit and sent once the
+/// broker-wide budget takes them (``ConnectionWriteBudget``, `ConnectionHandler+Backpressure.swift`).
+/// So memory per connection and per broker stays bounded.
 final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = Frame

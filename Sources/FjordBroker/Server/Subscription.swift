@@ -109,7 +109,10 @@ final class Subscription {
         reading = true
         let offset = nextOffset
         let maxBytes = Int(min(credit, Int64(self.maxBytes)))
-        handler.beginPreparing(estimate: maxBytes)
+        // A message may hold up to max_bytes whatever the credit (at least one batch): counted so,
+        // a connection's streams read one after another rather than all at once.
+        let estimate = self.maxBytes
+        handler.beginPreparing(estimate: estimate)
         let allocator = context.channel.allocator
         let usesFileRegions = handler.usesFileRegions
         let subscription = NIOLoopBound(self, eventLoop: eventLoop)
@@ -122,7 +125,7 @@ final class Subscription {
         }.whenComplete { result in
             let subscription = subscription.value
             subscription.reading = false
-            defer { subscription.handler.value.endPreparing(estimate: maxBytes) }
+            defer { subscription.handler.value.endPreparing(estimate: estimate) }
             guard !subscription.cancelled else { return }
             switch result {
             case .failure(let error):
