@@ -18,11 +18,14 @@ struct ConnectionWriteBudgetTests {
         budget.endPreparing(estimate: 500)
         budget.queued(2000)  // the response overshoots the limit (one whole batch)
         #expect(!budget.mayPrepare)
-        #expect(!budget.written(1000), "still at or above the limit")
-        #expect(budget.written(1000), "below the limit: resume")
+        let stillAtLimit = !budget.written(1000)
+        #expect(stillAtLimit, "still at or above the limit")
+        let belowLimit = budget.written(1000)
+        #expect(belowLimit, "below the limit: resume")
         #expect(budget.mayPrepare)
         #expect(budget.queuedBytes == 600)
-        #expect(budget.written(600))
+        let drained = budget.written(600)
+        #expect(drained)
         #expect(budget.queuedBytes == 0)
     }
 
@@ -44,12 +47,15 @@ struct ConnectionWriteBudgetTests {
 
     @Test func requestBytesBeyondTheAllowanceWaitForTheBrokerRequestBudget() {
         var budget = ConnectionWriteBudget(limit: 1 << 20)
-        #expect(budget.holdRequestBytes(1000) == 1000)
+        let first = budget.holdRequestBytes(1000)
+        #expect(first == 1000)
         #expect(budget.readBlocker(requestBudgetHasRoom: false) == nil, "within the allowance")
-        #expect(budget.holdRequestBytes(ConnectionWriteBudget.allowance + 1) == ConnectionWriteBudget.allowance + 1 - 1000)
+        let second = budget.holdRequestBytes(ConnectionWriteBudget.allowance + 1)
+        #expect(second == ConnectionWriteBudget.allowance + 1 - 1000)
         #expect(budget.readBlocker(requestBudgetHasRoom: false) == .requestBudget)
         #expect(budget.readBlocker(requestBudgetHasRoom: true) == nil)
-        #expect(budget.holdRequestBytes(0) == -(ConnectionWriteBudget.allowance + 1))
+        let released = budget.holdRequestBytes(0)
+        #expect(released == -(ConnectionWriteBudget.allowance + 1))
         #expect(budget.requestBytes == 0)
     }
 
