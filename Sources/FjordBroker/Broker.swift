@@ -229,6 +229,9 @@ public final class Broker: Sendable {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // One socket read per read event: the broker checks its request budgets after each
+            // read, so a connection takes in at most one buffer (64 KiB) past them, not sixteen.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(
                 .writeBufferWaterMark,
                 value: .init(low: configuration.maxQueuedBytesPerConnection / 2, high: configuration.maxQueuedBytesPerConnection))

@@ -16,9 +16,11 @@ Abuses (all on loopback, bounded in count and time; the script stops the broker 
   partial    after the handshake each connection sends a header announcing 8 MiB, --partial-burst
              bytes of it at once, then a trickle (1 KiB every 500 ms)
   metrics    each connection pipelines 12 `GET /metrics` to the operations port and never reads
+  idle       (not in `all`) connections that only do the handshake: what the connections themselves cost
 """
 import argparse
 import asyncio
+import multiprocessing
 import os
 import resource
 import socket
@@ -117,30 +119,41 @@ def fill(broker, megabytes):
             p.flush()
 
 
-class Bystander(threading.Thread):
-    """Produce one record, fetch it back, repeatedly, on its own connection."""
+def _bystander_loop(port, ca, stop, results):
+    samples, errors, index = [], 0, 0
+    with Client("127.0.0.1:%d" % port, ca=ca, client_id="bystander") as c:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                meta = c.produce("bystander", [Record(b"ping-%d" % index)], partition=0)
+                fetched = c.fetch("bystander", 0, meta[0].offset, max_wait_ms=0, min_bytes=0)
+                assert fetched.records, "the bystander's record did not come back"
+                samples.append(time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - counted and reported
+                errors += 1
+            index += 1
+            time.sleep(0.02)
+    results.put((samples, errors))
+
+
+class Bystander:
+    """Produce one record, fetch it back, repeatedly, on its own connection, in its own process
+    (so the abusers' TLS work in this process does not delay it)."""
 
     def __init__(self, broker):
-        super().__init__(daemon=True)
-        self.broker = broker
-        self.samples = []
-        self.errors = 0
-        self.running = True
+        self.stop_event = multiprocessing.Event()
+        self.results = multiprocessing.Queue()
+        self.process = multiprocessing.Process(
+            target=_bystander_loop, args=(broker.port, broker.ca, self.stop_event, self.results), daemon=True)
+        self.samples, self.errors = [], 0
 
-    def run(self):
-        with self.broker.client() as c:
-            index = 0
-            while self.running:
-                started = time.perf_counter()
-                try:
-                    meta = c.produce("bystander", [Record(b"ping-%d" % index)], partition=0)
-                    fetched = c.fetch("bystander", 0, meta[0].offset, max_wait_ms=0, min_bytes=0)
-                    assert fetched.records, "the bystander's record did not come back"
-                    self.samples.append(time.perf_counter() - started)
-                except Exception:  # noqa: BLE001 - counted and reported
-                    self.errors += 1
-                index += 1
-                time.sleep(0.02)
+    def start(self):
+        self.process.start()
+
+    def stop(self):
+        self.stop_event.set()
+        self.samples, self.errors = self.results.get(timeout=60)
+        self.process.join(10)
 
     def summary(self):
         if not self.samples:
@@ -186,6 +199,8 @@ async def abuse(kind, broker, count, seconds, burst):
             request = log_pb2.SubscribeRequest(topic="big", offset=0, leader_epoch=-1, credit_bytes=1)
             for stream in range(20):
                 writer.write(frame(3 + 2 * stream, METHOD_SUBSCRIBE, request.SerializeToString()))
+        elif kind == "idle":
+            pass  # the cost of the connections themselves, for reference
         elif kind == "partial":
             writer.write(struct.pack(">IIHBB", 8 << 20, 3, 20, 0, 0) + b"\0" * burst)
 
@@ -220,8 +235,7 @@ def run(kind, args):
         warm = Bystander(broker)
         warm.start()
         time.sleep(1)
-        warm.running = False
-        warm.join()
+        warm.stop()
         base_anon, base_rss = broker.memory()
         peak = [base_anon, base_rss]
         bystander = Bystander(broker)
@@ -238,8 +252,7 @@ def run(kind, args):
         started = time.time()
         connections = asyncio.run(abuse(kind, broker, args.connections, args.seconds, args.partial_burst))
         elapsed = time.time() - started
-        bystander.running = False
-        bystander.join()
+        bystander.stop()
         sampling[0] = False
         sampler.join()
         alive = broker.process.poll() is None
@@ -254,7 +267,7 @@ def run(kind, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fjord", required=True, help="path to a (release) fjord executable")
-    parser.add_argument("--abuse", default="all", choices=["all", "fetch", "subscribe", "credit", "partial", "metrics"])
+    parser.add_argument("--abuse", default="all", choices=["all", "idle", "fetch", "subscribe", "credit", "partial", "metrics"])
     parser.add_argument("--connections", type=int, default=1000, help="connections (streams for credit)")
     parser.add_argument("--seconds", type=float, default=10, help="how long each abuse holds")
     parser.add_argument("--megabytes", type=int, default=64, help="MB in the topic the abusers read")

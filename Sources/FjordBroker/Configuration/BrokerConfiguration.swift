@@ -69,7 +69,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxQueuedBytesPerConnection = 1 << 20
     /// `broker.max.queued.bytes`: bytes queued toward all connections together past which record
     /// responses (fetch, subscription pushes) wait until written bytes make room.
-    public var maxQueuedBytes = 64 << 20
+    public var maxQueuedBytes = 32 << 20
     /// `queued.max.request.bytes`: request bytes received and not yet handled (partial frames,
     /// produce batches being appended), over all connections, past which connections holding more
     /// than 64 KiB of them are not read until room frees (Kafka's key of the same name).
