@@ -50,12 +50,12 @@ struct ConnectionWriteBudgetTests {
         let first = budget.holdRequestBytes(1000)
         #expect(first == 1000)
         #expect(budget.readBlocker(requestBudgetHasRoom: false) == nil, "within the allowance")
-        let second = budget.holdRequestBytes(ConnectionWriteBudget.allowance + 1)
-        #expect(second == ConnectionWriteBudget.allowance + 1 - 1000)
+        let second = budget.holdRequestBytes(ConnectionWriteBudget.requestAllowance + 1)
+        #expect(second == ConnectionWriteBudget.requestAllowance + 1 - 1000)
         #expect(budget.readBlocker(requestBudgetHasRoom: false) == .requestBudget)
         #expect(budget.readBlocker(requestBudgetHasRoom: true) == nil)
         let released = budget.holdRequestBytes(0)
-        #expect(released == -(ConnectionWriteBudget.allowance + 1))
+        #expect(released == -(ConnectionWriteBudget.requestAllowance + 1))
         #expect(budget.requestBytes == 0)
     }
 

@@ -72,7 +72,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxQueuedBytes = 32 << 20
     /// `queued.max.request.bytes`: request bytes received and not yet handled (partial frames,
     /// produce batches being appended), over all connections, past which connections holding more
-    /// than 64 KiB of them are not read until room frees (Kafka's key of the same name).
+    /// than 16 KiB of them are not read until room frees (Kafka's key of the same name).
     public var maxQueuedRequestBytes = 64 << 20
     /// `request.timeout.ms`: how long a frame may take to arrive once its first bytes did; a slower
     /// one gets `REQUEST_TIMED_OUT` and the connection closes.

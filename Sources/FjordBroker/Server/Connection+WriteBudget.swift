@@ -14,12 +14,16 @@
 ///   A response the budget cannot take is held (its bytes are views of the log, not copies) and
 ///   the connection neither reads requests nor prepares more until it is sent.
 /// - Request bytes received (a partial frame, produce batches being appended) beyond
-///   ``allowance`` are read only while the broker-wide request budget (`queued.max.request.bytes`)
+///   ``requestAllowance`` are read only while the broker-wide request budget (`queued.max.request.bytes`)
 ///   has room.
 struct ConnectionWriteBudget: Equatable {
     /// Bytes a connection may hold without the broker-wide budgets: what one small response or
     /// one small request needs.
     static let allowance = 64 << 10
+
+    /// Request bytes a connection may hold without the broker-wide request budget (one small
+    /// request); kept small because every connection may hold it.
+    static let requestAllowance = 16 << 10
 
     /// `connection.max.queued.bytes`.
     let limit: Int
@@ -48,7 +52,7 @@ struct ConnectionWriteBudget: Equatable {
     /// Why the connection may not read requests now, or `nil` if it may.
     func readBlocker(requestBudgetHasRoom: Bool) -> ReadBlocker? {
         if queuedBytes + preparingBytes >= limit || heldResponses > 0 { return .writes }
-        if requestBytes > Self.allowance && !requestBudgetHasRoom { return .requestBudget }
+        if requestBytes > Self.requestAllowance && !requestBudgetHasRoom { return .requestBudget }
         return nil
     }
 
