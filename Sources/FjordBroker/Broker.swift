@@ -38,6 +38,10 @@ public final class Broker: Sendable {
     let admission: ConnectionAdmission
     /// Shares the storage threads fairly among connections.
     let scheduler: FairScheduler
+    /// Bytes queued toward every connection (`broker.max.queued.bytes`).
+    let queuedBytes: ByteBudget
+    /// Request bytes received and not yet handled (`queued.max.request.bytes`).
+    let requestBytes: ByteBudget
 
     private struct RunState {
         var started = false
@@ -62,7 +66,14 @@ public final class Broker: Sendable {
         self.admission = ConnectionAdmission(
             configuration: configuration, metrics: metrics, logger: logger, logLimiter: logLimiter)
         self.scheduler = FairScheduler(capacity: configuration.storageMaxInFlightOperations)
+        self.queuedBytes = ByteBudget(capacity: configuration.maxQueuedBytes)
+        self.requestBytes = ByteBudget(capacity: configuration.maxQueuedRequestBytes)
     }
+
+    /// Bytes queued toward all connections now (responses not yet taken by their sockets).
+    package var queuedResponseBytes: Int { queuedBytes.usedBytes }
+    /// Request bytes received and not yet handled now, over all connections.
+    package var queuedRequestBytes: Int { requestBytes.usedBytes }
 
     /// The bound address of the TLS listener, once started.
     public var tlsAddress: SocketAddress? { state.withLock { $0.tlsAddress } }
@@ -132,7 +143,8 @@ public final class Broker: Sendable {
             producerIDs: ProducerIDAllocator(store: store), scheduler: scheduler,
             quotas: ClientQuotas(
                 producerBytesPerSecond: configuration.producerQuotaBytesPerSecond,
-                consumerBytesPerSecond: configuration.consumerQuotaBytesPerSecond))
+                consumerBytesPerSecond: configuration.consumerQuotaBytesPerSecond),
+            queuedBytes: queuedBytes, requestBytes: requestBytes)
         contextBox.withLock { $0 = context }
         let finalContext = context
         state.withLock { $0.context = finalContext }
@@ -272,10 +284,13 @@ public final class Broker: Sendable {
             .serverChannelOption(.autoRead, value: false)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            // One socket read per connection per event-loop turn: a connection with much to send
-            // does not hold the loop while another waits for its single request to be read.
+            // One socket read per read event: a connection with much to send does not hold the loop
+            // while another waits for its single request to be read, and the broker checks its
+            // request budgets after each read (at most one 64 KiB buffer past them, not sixteen).
             .childChannelOption(.maxMessagesPerRead, value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: .init(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: configuration.maxQueuedBytesPerConnection / 2, high: configuration.maxQueuedBytesPerConnection))
             .childChannelInitializer { [self] channel in
                 // Unreachable while listeners start with auto-read off; kept so that no ordering
                 // mistake can ever crash the broker on a connection.
@@ -291,13 +306,15 @@ public final class Broker: Sendable {
                     try sync.addHandler(
                         ConnectionGuardHandler(
                             admission: self.admission, idleMilliseconds: configuration.connectionsMaxIdleMilliseconds))
+                    let meter = InboundByteMeter()
+                    try sync.addHandler(meter)
                     try sync.addHandler(ByteToMessageHandler(FrameDecoder(maximumPayloadLength: configuration.maxFrameBytes)))
                     try sync.addHandler(FrameEncoder(allowsFileRegions: tls == nil))
                     var connectionLogger = logger
                     connectionLogger[metadataKey: "listener"] = "\(tls == nil ? "plaintext" : "tls")"
                     try sync.addHandler(
                         ConnectionHandler(
-                            broker: brokerContext, logger: connectionLogger, usesTLS: tls != nil,
+                            broker: brokerContext, logger: connectionLogger, usesTLS: tls != nil, meter: meter,
                             rejection: rejection(accepted)))
                 }
             }

@@ -4,7 +4,10 @@ public import NIOCore
 ///
 /// Checks each header as soon as its 12 bytes arrive: a payload length over
 /// ``maximumPayloadLength`` is rejected before any of the payload is buffered, so a hostile length
-/// costs no memory. Payloads are slices of the received bytes, not copies.
+/// costs no memory. Below the maximum, the decoder still never reserves room for the announced
+/// payload: a partial frame holds only the bytes received so far, so a header followed by a
+/// trickle costs what the trickle delivered (the broker also times the rest out, and caps partial
+/// frames broker-wide). Payloads are slices of the received bytes, not copies.
 ///
 /// ```swift
 /// try channel.pipeline.syncOperations.addHandler(

@@ -207,12 +207,7 @@ extension BrokerBadInputTests {
             for _ in 0..<8 {
                 _ = try await produce(connection, topic: "big", partition: 0, batches: Array(repeating: batch, count: 8))
             }
-            let (channel, frames) = try await rawConnection(broker)
-            var handshake = Fjord_V1_HandshakeRequest()
-            handshake.protocolVersion = 1
-            try await channel.writeAndFlush(
-                Frame(streamID: 1, method: Fjord_V1_Method.handshake.id, flags: .endStream, payload: try handshake.serializedBuffer()))
-            _ = try #require(await frames.next())
+            let (channel, _) = try await broker.rawHandshakenConnection()
             // Stop reading from the socket, then ask for everything with effectively unlimited credit.
             try await channel.setOption(.autoRead, value: false).get()
             var subscribe = Fjord_V1_SubscribeRequest()

@@ -37,6 +37,29 @@ import Testing
             decoderFactory: { FrameDecoder(maximumPayloadLength: 1024) })
     }
 
+    @Test func aPartialFrameHoldsTheBytesReceivedNotTheLengthItAnnounces() throws {
+        var decoder = FrameDecoder(maximumPayloadLength: 8 << 20)
+        var buffer = ByteBuffer()
+        FrameHeader(payloadLength: 8 << 20, streamID: 3, method: 20).write(to: &buffer)
+        buffer.writeRepeatingByte(1, count: 100)
+        let capacity = buffer.capacity
+        #expect(try decoder.decode(buffer: &buffer) == nil)
+        #expect(buffer.readableBytes == FrameHeader.size + 100)
+        #expect(buffer.capacity == capacity, "the decoder reserved room for the announced payload")
+
+        // A trickle through ByteToMessageHandler: no frame and no error until the last byte.
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maximumPayloadLength: 8 << 20)))
+        var header = ByteBuffer()
+        FrameHeader(payloadLength: 8 << 20, streamID: 3, method: 20).write(to: &header)
+        try channel.writeInbound(header)
+        for _ in 0..<1000 { try channel.writeInbound(ByteBuffer(repeating: 2, count: 16)) }
+        #expect(try channel.readInbound(as: Frame.self) == nil)
+        try channel.writeInbound(ByteBuffer(repeating: 3, count: (8 << 20) - 16_000))
+        let frame = try #require(try channel.readInbound(as: Frame.self))
+        #expect(frame.payload.readableBytes == 8 << 20)
+        #expect(try channel.finish().isClean)
+    }
+
     @Test func oversizeLengthIsRejectedFromTheHeaderAlone() throws {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maximumPayloadLength: 1024)))
         var header = ByteBuffer()

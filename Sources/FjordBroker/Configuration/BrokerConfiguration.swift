@@ -82,6 +82,20 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxFrameBytes = 8 << 20
     /// `max.in.flight.bytes`: produce bytes held for one connection before the broker stops reading from it.
     public var maxInFlightBytesPerConnection = 64 << 20
+    /// `connection.max.queued.bytes`: bytes queued toward one connection (responses not yet taken
+    /// by its socket) at which the broker stops reading its requests and preparing its fetch and
+    /// subscription responses; also the channel's write-buffer high-water mark.
+    public var maxQueuedBytesPerConnection = 1 << 20
+    /// `broker.max.queued.bytes`: bytes queued toward all connections together past which record
+    /// responses (fetch, subscription pushes) wait until written bytes make room.
+    public var maxQueuedBytes = 32 << 20
+    /// `queued.max.request.bytes`: request bytes received and not yet handled (partial frames,
+    /// produce batches being appended), over all connections, past which connections holding more
+    /// than 16 KiB of them are not read until room frees (Kafka's key of the same name).
+    public var maxQueuedRequestBytes = 64 << 20
+    /// `request.timeout.ms`: how long a frame may take to arrive once its first bytes did; a slower
+    /// one gets `REQUEST_TIMED_OUT` and the connection closes.
+    public var requestTimeoutMilliseconds = 30_000
     /// `max.partitions.per.topic`.
     public var maxPartitionsPerTopic = 10_000
     /// `max.fetch.wait.ms`: the longest long-poll a fetch may ask for.
@@ -127,7 +141,8 @@ public struct BrokerConfiguration: Sendable, Hashable {
         [
             "node.id", "data.dir", "listen", "plaintext.listen", "operations.listen", "advertised.host",
             "tls.certificate", "tls.key", "tls.client.ca", "tls.client.auth", "max.connections", "max.frame.bytes",
-            "max.in.flight.bytes", "max.partitions.per.topic", "max.fetch.wait.ms", "auto.create.topics.enable",
+            "max.in.flight.bytes", "connection.max.queued.bytes", "broker.max.queued.bytes", "queued.max.request.bytes",
+            "request.timeout.ms", "max.partitions.per.topic", "max.fetch.wait.ms", "auto.create.topics.enable",
             "num.partitions", "storage.threads", "event.loop.threads", "log.retention.check.interval.ms",
             "log.scrub.bytes.per.second", "log.scrub.interval.ms",
             "handshake.timeout.ms", "max.connections.per.address", "max.handshaking.connections",

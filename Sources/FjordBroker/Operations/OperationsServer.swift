@@ -61,7 +61,9 @@ public struct OperationsServerError: Error, Hashable, Sendable, CustomStringConv
 ///
 /// Request bodies are discarded without being buffered, connections idle for ``idleTimeout`` are
 /// closed, and NIOHTTP1's default header-size limits apply (oversized or malformed requests get `400`).
-/// Keep-alive and pipelining are supported. All work happens on the event loop; the health closure is
+/// Keep-alive and pipelining are supported, one request at a time: the server reads no more from a
+/// connection until its response is written to the socket, so a client that pipelines requests
+/// without reading the responses costs one response of memory. All work happens on the event loop; the health closure is
 /// called there too, so it must be cheap and must not block.
 public final class OperationsServer: Sendable {
     /// How long a connection may be without any read or write before the server closes it.
@@ -232,9 +234,12 @@ public final class OperationsServer: Sendable {
 }
 
 /// Serves one HTTP connection of the ``OperationsServer``. Runs behind `configureHTTPServerPipeline`,
-/// which serialises pipelined requests, so at most one request is in flight here.
-final class OperationsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// which serialises pipelined requests. One request at a time: requests already read wait here in
+/// order, and the socket is not read again until every response is written to it (not merely
+/// queued), so a client that pipelines without reading holds one response of memory.
+final class OperationsHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     static let metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -243,6 +248,12 @@ final class OperationsHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
     private let health: @Sendable () -> HealthStatus
     private let logger: Logger
     private var requestHead: HTTPRequestHead?
+    /// Requests read whose turn has not come, oldest first.
+    private var waiting = CircularBuffer<HTTPRequestHead>()
+    /// A response is being written.
+    private var responding = false
+    /// A `read` was held back while responding.
+    private var readPending = false
 
     init(metrics: BrokerMetrics, health: @escaping @Sendable () -> HealthStatus, logger: Logger) {
         self.metrics = metrics
@@ -260,8 +271,41 @@ final class OperationsHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
         case .end:
             guard let head = self.requestHead else { return }
             self.requestHead = nil
-            self.respond(to: head, context: context)
+            self.waiting.append(head)
+            self.respondToNext(context: context)
         }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.responding || !self.waiting.isEmpty {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Answers the oldest waiting request unless a response is being written; once it is
+    /// written, the next; then resumes reading.
+    private func respondToNext(context: ChannelHandlerContext) {
+        guard !self.responding else { return }
+        guard let head = self.waiting.popFirst() else {
+            if self.readPending {
+                self.readPending = false
+                context.read()
+            }
+            return
+        }
+        self.responding = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let loopContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { result in
+            let handler = handler.value
+            handler.responding = false
+            guard case .success = result else { return }
+            handler.respondToNext(context: loopContext.value)
+        }
+        self.respond(to: head, context: context, written: written)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -278,7 +322,7 @@ final class OperationsHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
         context.close(promise: nil)
     }
 
-    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext, written: EventLoopPromise<Void>) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first
             .map(String.init) ?? head.uri
         let isGetLike = head.method == .GET || head.method == .HEAD
@@ -323,14 +367,11 @@ final class OperationsHTTPHandler: ChannelInboundHandler, RemovableChannelHandle
         if head.method != .HEAD && body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        if keepAlive {
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-        } else {
+        if !keepAlive {
             let channel = context.channel
-            let written = context.eventLoop.makePromise(of: Void.self)
             written.futureResult.whenComplete { _ in channel.close(promise: nil) }
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: written)
         }
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: written)
     }
 
     /// `{"status":"ok","k":"v",…}` with the details' keys sorted; `status` in details is ignored.

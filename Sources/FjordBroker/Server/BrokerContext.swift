@@ -26,6 +26,10 @@ struct BrokerContext: Sendable {
     let scheduler: FairScheduler
     /// Produce and fetch byte-rate quotas per client id.
     let quotas: ClientQuotas
+    /// Bytes queued toward every connection, against `broker.max.queued.bytes`.
+    let queuedBytes: ByteBudget
+    /// Request bytes received and not yet handled, against `queued.max.request.bytes`.
+    let requestBytes: ByteBudget
 }
 
 /// What a graceful shutdown watches: a flag raised once when the broker begins to stop (new

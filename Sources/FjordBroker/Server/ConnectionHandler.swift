@@ -11,9 +11,12 @@ import SwiftProtobuf
 /// opens. Frame rules live in ``ConnectionStateMachine``; this handler performs what it decides.
 ///
 /// Backpressure: the handler stops reading from the socket while the produce bytes it holds
-/// exceed the configured in-flight limit or while the channel is not writable (a client that does
-/// not read its acks), and resumes once both clear. Subscriptions send only against credit and
-/// while the channel is writable. So memory per connection stays bounded.
+/// exceed the configured in-flight limit, while the channel is not writable, while the bytes
+/// queued toward the client are at `connection.max.queued.bytes`, or while it holds request bytes
+/// past its allowance and the broker's request budget is spent; it resumes once all clear. Fetch
+/// and subscription responses are prepared only below the queued-bytes limit and sent once the
+/// broker-wide budget takes them (``ConnectionWriteBudget``, `ConnectionHandler+Backpressure.swift`).
+/// So memory per connection and per broker stays bounded.
 final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = Frame
     typealias OutboundIn = Frame
@@ -33,6 +36,9 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // Subscriptions and long polls
     var subscriptions: [UInt32: Subscription] = [:]
     var fetches: [UInt32: FetchOperation] = [:]
+
+    // Memory held for the client (ConnectionHandler+Backpressure.swift)
+    var backpressure: ConnectionBackpressure
 
     // Reading and flushing
     var readPending = false
@@ -58,8 +64,9 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Creates the handler of a connection; one that is over the connection limit answers its
     /// handshake with `rejection` and closes.
-    init(broker: BrokerContext, logger: Logger, usesTLS: Bool, rejection: BrokerError? = nil) {
+    init(broker: BrokerContext, logger: Logger, usesTLS: Bool, meter: InboundByteMeter? = nil, rejection: BrokerError? = nil) {
         self.broker = broker
+        self.backpressure = ConnectionBackpressure(limit: broker.configuration.maxQueuedBytesPerConnection, meter: meter)
         self.logger = logger
         self.clientMaxFrameBytes = broker.configuration.maxFrameBytes
         self.transportReady = !usesTLS
@@ -126,12 +133,14 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for fetch in fetches.values { fetch.cancel() }
         fetches.removeAll()
         produceStreams.removeAll()
+        releaseBackpressure()
     }
 
     // MARK: Reading
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        frameReceived(payloadBytes: frame.payload.readableBytes)
         if let rejection {
             // Already logged when the connection was admitted.
             closeWithError(rejection, log: false)
@@ -162,6 +171,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        checkPartialFrame()
         flushNow()
         context.fireChannelReadComplete()
     }
@@ -191,11 +201,12 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var shouldPauseReading: Bool {
         inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection || !(context?.channel.isWritable ?? true)
-            || throttledUntil != nil || (storageTurns?.isFull ?? false)
+            || throttledUntil != nil || (storageTurns?.isFull ?? false) || readBlocker() != nil
     }
 
     /// Resumes reading once the reasons to pause are gone.
     func resumeReadingIfPossible() {
+        updateRequestBytes()
         guard readPending, !shouldPauseReading, let context else { return }
         readPending = false
         context.read()
@@ -203,6 +214,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
+            flushDeferredIfWritable()
             resumeReadingIfPossible()
             for subscription in subscriptions.values { subscription.resume() }
         }
@@ -215,19 +227,13 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         send(Frame(streamID: streamID, method: method, flags: flags, payload: payload))
     }
 
-    /// Sends a response in parts (fields, and batches mapped from a segment or file regions).
-    func send(_ response: PartitionReader.Response, streamID: UInt32, method: UInt16, flags: FrameFlags = []) {
-        send(
-            Frame(
-                streamID: streamID, method: method, flags: flags, payload: response.payload,
-                continuation: response.continuation))
-    }
-
-    private func send(_ frame: Frame) {
-        guard let context, !closed else { return }
+    /// Writes `frame` (counted as queued until the socket takes it) and flushes soon.
+    /// `reserved`: the broker's queued-bytes budget is charged already.
+    func send(_ frame: Frame, reserved: Bool = false) {
+        guard context != nil, !closed else { return }
         let flags = frame.header.flags
         let streamID = frame.header.streamID
-        context.write(wrapOutboundOut(frame), promise: nil)
+        writeCounted(frame, reserved: reserved)
         if flags.contains(.endStream) || flags.contains(.error) { state.serverClosed(streamID) }
         flushSoon()
     }
@@ -255,7 +261,11 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func flushNow() {
         flushScheduled = false
-        context?.flush()
+        if shouldDeferFlush {
+            backpressure.flushDeferred = true
+        } else {
+            context?.flush()
+        }
     }
 
     /// A client that does not read gets this long to take the error frame before the close.

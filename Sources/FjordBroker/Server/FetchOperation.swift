@@ -8,6 +8,11 @@ import NIOCore
 /// One long-poll fetch: reads the requested partitions and answers once `min_bytes` of batches
 /// are available or `max_wait_ms` has passed, re-reading whenever one of the partitions gets an
 /// append. Lives on the connection's event loop; the reads run on the storage threads.
+///
+/// A read starts only when the connection may prepare a record response (its queued bytes are
+/// below `connection.max.queued.bytes`, see ``ConnectionWriteBudget``), and the response goes out
+/// once the broker's queued-bytes budget takes it: a client that does not read its fetches waits
+/// for them instead of having them buffered.
 final class FetchOperation {
     private let streamID: UInt32
     private let token: UInt64
@@ -20,6 +25,8 @@ final class FetchOperation {
     private var finished = false
     private var reading = false
     private var wokenWhileReading = false
+    /// Waiting for the connection to allow preparing a response.
+    private var waitingToPrepare = false
 
     init(streamID: UInt32, token: UInt64, request: Fjord_V1_FetchRequest, handler: ConnectionHandler, eventLoop: any EventLoop) {
         self.streamID = streamID
@@ -56,6 +63,18 @@ final class FetchOperation {
             if final { timer = nil }  // the running read answers; see below
             return
         }
+        if final { timer = nil }
+        guard !waitingToPrepare else { return }  // the read below starts once allowed
+        waitingToPrepare = true
+        let operation = NIOLoopBound(self, eventLoop: eventLoop)
+        handler.value.whenMayPrepare { operation.value.read() }
+    }
+
+    /// Reads the partitions; answers, or waits for an append.
+    private func read() {
+        waitingToPrepare = false
+        guard !finished else { return }
+        let final = timer == nil
         for (partition, token) in watches { partition.cancelWatch(token) }
         watches.removeAll()
         let handler = self.handler.value
@@ -79,6 +98,8 @@ final class FetchOperation {
                     maxBytes: Int(wanted.maxBytes == 0 ? 1 << 20 : wanted.maxBytes)))
         }
         reading = true
+        let estimate = min(maxBytes, reads.reduce(0) { $0 + $1.maxBytes }) + overhead
+        handler.beginPreparing(estimate: estimate)
         let readsToRun = reads
         let endsToWatch = ends
         let allocator = handler.context?.channel.allocator ?? ByteBufferAllocator()
@@ -91,6 +112,7 @@ final class FetchOperation {
         }.whenComplete { result in
             let operation = operation.value
             operation.reading = false
+            defer { operation.handler.value.endPreparing(estimate: estimate) }
             guard !operation.finished else { return }
             switch result {
             case .failure(let error):
@@ -135,7 +157,10 @@ final class FetchOperation {
         case .success(var payload):
             payload.appendThrottleTime(handler.chargeQuota(.fetch, bytes: recordBytes))
             handler.broker.metrics.bytesOut(recordBytes)
-            handler.send(payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream)
+            let (streamID, token) = (self.streamID, self.token)
+            handler.sendRecords(
+                payload, streamID: streamID, method: Fjord_V1_Method.fetch.id, flags: .endStream,
+                isWanted: { handler.state.isOpen(streamID, token: token) })
             handler.record("fetch", since: started, error: nil)
         case .failure(let error):
             handler.sendError(error, streamID: streamID, method: Fjord_V1_Method.fetch.id)

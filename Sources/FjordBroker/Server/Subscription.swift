@@ -7,8 +7,13 @@ import NIOCore
 
 /// A subscribe stream: pushes batches from `nextOffset` as they are appended, spending the
 /// credit the client grants. At most one read is outstanding and nothing is read while the credit
-/// is spent or the channel is not writable, so a subscriber that stops reading costs the broker at
-/// most one message. Lives on the connection's event loop.
+/// is spent or the connection may not prepare a record response (its queued bytes are at
+/// `connection.max.queued.bytes`, see ``ConnectionWriteBudget``); a message goes out once the
+/// broker's queued-bytes budget takes it, and the next read starts only after that. So a
+/// subscriber that stops reading costs the broker at most one message, however many streams it
+/// opens. Credit is never exceeded by more than one batch: a grant smaller than the next batch
+/// lets exactly that batch out, once, and the deficit is owed from later grants. Lives on the
+/// connection's event loop.
 final class Subscription {
     private let streamID: UInt32
     private let topic: String
@@ -22,6 +27,8 @@ final class Subscription {
     private var reading = false
     private var watch: (Partition, Int)?
     private var cancelled = false
+    /// Waiting for the connection to allow preparing a message.
+    private var waitingToPrepare = false
 
     init(
         streamID: UInt32, partition: Partition, offset: Int64, credit: Int64, maxBytes: Int, handler: ConnectionHandler,
@@ -52,11 +59,22 @@ final class Subscription {
         watch = nil
     }
 
-    /// Sends as much as credit and writability allow, or waits for the next append.
+    /// Sends as much as credit and the connection's budget allow, or waits for the next append.
     func pump() {
+        guard !cancelled, !reading, !waitingToPrepare, credit > 0 else { return }
+        waitingToPrepare = true
+        let subscription = NIOLoopBound(self, eventLoop: eventLoop)
+        handler.value.whenMayPrepare {
+            subscription.value.waitingToPrepare = false
+            subscription.value.read()
+        }
+    }
+
+    /// Reads the next message, or waits for the next append at the log end.
+    private func read() {
         guard !cancelled, !reading, credit > 0 else { return }
         let handler = self.handler.value
-        guard let context = handler.context, context.channel.isWritable, handler.throttledUntil == nil else { return }
+        guard let context = handler.context, handler.throttledUntil == nil else { return }
         if let (partition, token) = watch {
             partition.cancelWatch(token)
             watch = nil
@@ -91,6 +109,10 @@ final class Subscription {
         reading = true
         let offset = nextOffset
         let maxBytes = Int(min(credit, Int64(self.maxBytes)))
+        // A message may hold up to max_bytes whatever the credit (at least one batch): counted so,
+        // a connection's streams read one after another rather than all at once.
+        let estimate = self.maxBytes
+        handler.beginPreparing(estimate: estimate)
         let allocator = context.channel.allocator
         let usesFileRegions = handler.usesFileRegions
         let subscription = NIOLoopBound(self, eventLoop: eventLoop)
@@ -103,6 +125,7 @@ final class Subscription {
         }.whenComplete { result in
             let subscription = subscription.value
             subscription.reading = false
+            defer { subscription.handler.value.endPreparing(estimate: estimate) }
             guard !subscription.cancelled else { return }
             switch result {
             case .failure(let error):
@@ -110,15 +133,23 @@ final class Subscription {
             case .success(.failure(let error)):
                 subscription.end(with: error)
             case .success(.success(let read)):
-                if let payload = read.payload {
-                    subscription.credit -= Int64(read.recordBytes)
-                    subscription.nextOffset = read.nextOffset
-                    let handler = subscription.handler.value
-                    handler.broker.metrics.bytesOut(read.recordBytes)
-                    _ = handler.chargeQuota(.fetch, bytes: read.recordBytes)
-                    handler.send(payload, streamID: subscription.streamID, method: Fjord_V1_Method.subscribe.id)
+                guard let payload = read.payload else {
+                    subscription.pump()
+                    return
                 }
-                subscription.pump()
+                subscription.credit -= Int64(read.recordBytes)
+                subscription.nextOffset = read.nextOffset
+                let handler = subscription.handler.value
+                handler.broker.metrics.bytesOut(read.recordBytes)
+                _ = handler.chargeQuota(.fetch, bytes: read.recordBytes)
+                let loopBound = NIOLoopBound(subscription, eventLoop: subscription.eventLoop)
+                let streamID = subscription.streamID
+                // The next read starts once this message is written toward the client (it may
+                // wait for the broker's budget), so unsent messages never pile up.
+                handler.sendRecords(
+                    payload, streamID: streamID, method: Fjord_V1_Method.subscribe.id,
+                    isWanted: { handler.subscriptions[streamID] === loopBound.value },
+                    onQueued: { loopBound.value.pump() })
             }
         }
     }
