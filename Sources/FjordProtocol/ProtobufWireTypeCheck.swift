@@ -14,10 +14,13 @@ public struct ProtobufWireTypeError: Error, Sendable, Hashable, CustomStringConv
     public var fieldNumber: UInt64
     /// The wire type it arrived with.
     public var wireType: UInt8
+    /// What is wrong; `nil`: the wire type is not the field's declared one.
+    public var reason: String?
 
     /// The error, for people.
     public var description: String {
-        "field \(fieldNumber) of \(messageName) arrived with wire type \(wireType), which is not its declared type"
+        if let reason { return "\(messageName) has \(reason) (at field \(fieldNumber), wire type \(wireType))" }
+        return "field \(fieldNumber) of \(messageName) arrived with wire type \(wireType), which is not its declared type"
     }
 }
 
@@ -58,12 +61,25 @@ enum ProtobufWireTypeCheck {
             while !reader.isAtEnd, let field = reader.readField() { fields.append((field.number, field.wireType)) }
             return fields
         }
+        // Each distinct (number, wire type) is probed once, and a message may carry at most
+        // `maximumDistinctUnknownFields` of them: a request of millions of tiny unknown fields
+        // costs one pass over its bytes, never millions of probes on an event loop.
+        var probed = Set<UInt64>()
         for (number, wireType) in fields {
+            guard probed.insert(number << 3 | UInt64(wireType)).inserted else { continue }
+            guard probed.count <= maximumDistinctUnknownFields else {
+                throw ProtobufWireTypeError(
+                    messageName: M.protoMessageName, fieldNumber: number, wireType: wireType,
+                    reason: "more than \(maximumDistinctUnknownFields) distinct unknown fields")
+            }
             for probe: UInt8 in [0, 1, 2, 5] where probe != wireType && takes(M.self, field: number, wireType: probe) {
                 throw ProtobufWireTypeError(messageName: M.protoMessageName, fieldNumber: number, wireType: wireType)
             }
         }
     }
+
+    /// Distinct unknown (field number, wire type) pairs one message may carry; more is refused.
+    static let maximumDistinctUnknownFields = 64
 
     /// Whether `M` decodes field `number` with `wireType` as a known field.
     private static func takes<M: SwiftProtobuf.Message>(_: M.Type, field number: UInt64, wireType: UInt8) -> Bool {

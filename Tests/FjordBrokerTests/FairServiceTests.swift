@@ -73,7 +73,7 @@ struct FairServiceTests {
                 // FIFO in front of storage it waited behind the whole backlog (up to 64 MiB of small
                 // batches per flooder); with fair turns, behind about one turn of each flooder.
                 var floodAcksDuring: [Double] = []
-                for index in 0..<100 {
+                for index in 0..<50 {
                     let started = ContinuousClock.now
                     let floodAcksBefore = floodAcks.value
                     let acks = try await produce(bystander, topic: "flood", partition: 0, batches: [makeBatch(["b\(index)"])])
@@ -101,8 +101,10 @@ struct FairServiceTests {
                 #expect(floodAcks.value > 1000, "the flood was not a flood")
                 #expect(overtaken < 5000, "the bystander waited behind \(overtaken) flood batches")
                 // Generous bounds: a debug build, flooders and broker in one process, on a shared
-                // 2-core machine (the release figures are in tools/stress/fairness.py's output).
-                #expect(p99 < 3000, "bystander p99 \(p99) ms")
+                // 2-core machine, beside the rest of the suite (the release figures are in
+                // tools/stress/fairness.py's output). `overtaken` above is the load-independent check.
+                #expect(p50 < 2000, "bystander p50 \(p50) ms")
+                #expect(p99 < 10000, "bystander p99 \(p99) ms")
                 #expect(connectMax < 5000, "new connection \(connectMax) ms")
                 try await bystander.close()
             }
