@@ -24,11 +24,14 @@ final class MappedFile: @unchecked Sendable {
     let capacity: Int
 
     /// Opens (creating or truncating as `options` say) `path` and maps `capacity` bytes of it.
-    init(path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int) throws(StorageError) {
+    /// `access` is `.readOnly` for tools that only read (writing then fails).
+    init(
+        path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int, access: FileDescriptor.AccessMode = .readWrite
+    ) throws(StorageError) {
         let descriptor: FileDescriptor
         do {
             descriptor = try FileDescriptor.open(
-                path, .readWrite, options: options.union(.closeOnExec), permissions: [.ownerReadWrite])
+                path, access, options: options.union(.closeOnExec), permissions: [.ownerReadWrite])
         } catch {
             throw StorageError.systemCall("open", error as? Errno ?? .ioError, path: path)
         }
@@ -111,12 +114,17 @@ final class MappedFile: @unchecked Sendable {
     /// the whole page-cache folio around the address (up to 2 MiB with large folios) plus the
     /// kernel's fault-around pages, so peeking at one batch header can map far more than the header.
     func releasePages(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
+        guard let base, let region = releaseRegion(around: range) else { return }
+        _ = madvise(base + region.lowerBound, region.count, MADV_DONTNEED)
+    }
+
+    /// The bytes ``releasePages(_:)`` unmaps for `range`; `nil` when none.
+    func releaseRegion(around range: Range<Int>) -> Range<Int>? {
+        guard !range.isEmpty else { return nil }
         let alignment = Self.releaseAlignment
         let start = range.lowerBound & ~(alignment - 1)
         let end = min(capacity, (range.upperBound + alignment + alignment - 1) & ~(alignment - 1))
-        guard end > start else { return }
-        _ = madvise(base + start, end - start, MADV_DONTNEED)
+        return end > start ? start..<end : nil
     }
 
     /// The largest page-cache folio a fault may map (a PMD: 2 MiB on x86-64 and arm64 with 4 KiB pages).
