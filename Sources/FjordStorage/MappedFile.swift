@@ -94,16 +94,40 @@ final class MappedFile: @unchecked Sendable {
 
     /// Whether every page of `range` is in the page cache (`mincore`, which maps nothing).
     func isResident(_ range: Range<Int>) -> Bool {
-        guard !range.isEmpty else { return true }
+        residency(range).isResident(range)
+    }
+
+    /// Which pages of `range` are in the page cache now (one `mincore`, which maps nothing), to
+    /// ask about parts of it later, after touching them.
+    func residency(_ range: Range<Int>) -> Residency {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard !range.isEmpty else { return Residency(start: range.lowerBound, pageSize: pageSize, pages: []) }
         let start = range.lowerBound & ~(pageSize - 1)
         let length = range.upperBound - start
-        let pages = (length + pageSize - 1) / pageSize
-        var vector = [UInt8](repeating: 0, count: pages)
+        var vector = [UInt8](repeating: 0, count: (length + pageSize - 1) / pageSize)
         let ok = bytes(start..<range.upperBound).baseAddress.map { base in
             vector.withUnsafeMutableBufferPointer { mincore(UnsafeMutableRawPointer(mutating: base), length, $0.baseAddress) == 0 }
         } ?? false
-        return ok && vector.allSatisfy { $0 & 1 == 1 }
+        return Residency(start: start, pageSize: pageSize, pages: ok ? vector : [])
+    }
+
+    /// The answer of one `mincore` over a page-aligned run of a file's pages.
+    struct Residency {
+        /// First byte of the first page asked about.
+        var start: Int
+        var pageSize: Int
+        /// One byte per page; bit 0 set when the page was resident.
+        var pages: [UInt8]
+
+        /// Whether every page of `range` was asked about and was resident (an empty range is).
+        func isResident(_ range: Range<Int>) -> Bool {
+            guard !range.isEmpty else { return true }
+            guard range.lowerBound >= start else { return false }
+            let first = (range.lowerBound - start) / pageSize
+            let last = (range.upperBound - 1 - start) / pageSize
+            guard last < pages.count else { return false }
+            return pages[first...last].allSatisfy { $0 & 1 == 1 }
+        }
     }
 
     /// Drops this process's page-table entries around `range` (`madvise(MADV_DONTNEED)` on a

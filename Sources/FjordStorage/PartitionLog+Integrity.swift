@@ -86,7 +86,8 @@ extension PartitionLog {
                 position: gap.lowerBound, baseOffset: before?.nextOffset ?? segment.baseOffset,
                 previousEpoch: before?.lastEpoch ?? previousEpoch)
             do throws(StorageError) {
-                let verified = try Self.verify(gap.lowerBound..<end, in: segment, location: location)
+                // Not covered, so verified in any case; read in first, as residency is not asked.
+                let verified = try Self.verify(gap.lowerBound..<end, in: segment, location: location, resident: false)
                 // What follows the verified bytes must continue them: the next range, or the log's
                 // idea of the segment's end. Compared with what this verification computed.
                 if let verified, verified.upper == end {

@@ -724,6 +724,12 @@ public final class PartitionLog: Sendable {
     static func slice(
         of segment: SegmentState, from offset: Int64, maxBytes: Int, previousSegmentEpoch: Int32? = nil
     ) throws(StorageError) -> LogSlice {
+        guard offset < segment.nextOffset else { return .empty(at: segment.nextOffset) }
+        // Ask which pages are in the page cache before the walk below touches (and so reads in)
+        // any of them: the walk spans at most an index interval or so before the slice.
+        let entry = segment.segment.offsetIndex.lookup(offset, count: segment.offsetIndexCount)
+        let residency = segment.segment.log.residency(
+            entry.position..<min(segment.size, entry.position + maxBytes + Self.residencyLookahead))
         guard let location = try locate(offset, in: segment, previousSegmentEpoch: previousSegmentEpoch) else {
             return .empty(at: segment.nextOffset)
         }
@@ -743,7 +749,7 @@ public final class PartitionLog: Sendable {
             let reason = iterator.stopReason.damage?.reason ?? "no batch frame at this position"
             throw StorageError.corrupt(reason, segment: segment, position: start, firstLostOffset: location.baseOffset)
         }
-        try verify(start..<end, in: segment, location: location)
+        try verify(start..<end, in: segment, location: location, resident: residency.isResident(start..<end))
         if end == segment.size, nextOffset != segment.nextOffset {
             throw StorageError.corrupt(
                 "the segment's last batch ends at offset \(nextOffset) but the log expects \(segment.nextOffset)",
@@ -754,11 +760,14 @@ public final class PartitionLog: Sendable {
             pagesResident: true)
     }
 
+    /// Bytes past a read's index entry and `maxBytes` whose residency a read asks about up front.
+    static let residencyLookahead = 256 << 10
+
     /// Verifies the frames in `range` of `segment` unless a verified range covers them and their
-    /// pages are still in the page cache: one pass of hardware CRC32C plus header checks per batch,
-    /// offset continuity from the batch before (or the index entry it was located from), leader
-    /// epochs that never decrease. Adds what it verified to the segment's ranges, so reading the
-    /// same bytes again costs one `mincore`.
+    /// pages were in the page cache (`resident`, asked before anything touched them): one pass of
+    /// hardware CRC32C plus header checks per batch, offset continuity from the batch before (or
+    /// the index entry it was located from), leader epochs that never decrease. Adds what it verified to the segment's ranges, so reading the
+    /// same bytes again costs one `mincore` (the caller's).
     ///
     /// Bytes that left the page cache are read from disk again, so they are verified again: no
     /// batch is sent that was not verified since it was last read from disk. On return the pages
@@ -768,13 +777,11 @@ public final class PartitionLog: Sendable {
     ///   ``VerifiedRange/nextOffset`` is what must follow it.
     @discardableResult
     static func verify(
-        _ range: Range<Int>, in segment: SegmentState, location: Location
+        _ range: Range<Int>, in segment: SegmentState, location: Location, resident: Bool
     ) throws(StorageError) -> VerifiedRange? {
         guard !range.isEmpty else { return nil }
         let file = segment.segment.log
         let known = segment.segment.verified.withLock { $0 }
-        // The only system call of the fast path; its answer also spares the caller's own check.
-        let resident = file.isResident(range)
         if resident, let covering = known.covering(range) { return covering }
         // Pages read from disk again are verified from the read's start; resident ones continue a
         // verified range the read starts inside or right after.

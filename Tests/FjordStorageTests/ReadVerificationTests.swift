@@ -4,6 +4,7 @@ import Glibc
 import FjordRecords
 import Foundation
 import NIOCore
+import Synchronization
 import SystemPackage
 import Testing
 
@@ -81,6 +82,8 @@ import Testing
             let read = try await log.read(from: bases[1], maxBytes: 1 << 20)
             read.records.releaseMappedPages()
             try evictFromPageCache(path)
+            let second = log.state.withLock { $0.segments[1] }
+            try #require(!second.segment.log.isResident(0..<second.size), "the kernel kept the pages")
 
             let (again, failure) = await support.readUntilError(log)
             #expect(again == (0..<again.count).map { "value-\($0)" })
@@ -277,7 +280,7 @@ import Testing
         try await inTemporaryDirectory { root in
             let directory = root.appending("log")
             var configuration = smallConfiguration()
-            configuration.retention = .init(milliseconds: nil, bytes: 8192)
+            configuration.retention = .init(milliseconds: nil, bytes: 4096)
             let log = try await PartitionLog.open(directory: directory, configuration: configuration)
             for i in 0..<60 { try await log.append(batch(first: i * 3, count: 3)) }
             _ = try await log.applyRetention()
