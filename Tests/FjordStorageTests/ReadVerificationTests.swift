@@ -16,6 +16,23 @@ import Testing
 @Suite struct ReadVerificationTests {
     let support = IntegrityTests()
 
+    /// Writes ``IntegrityTests/writeLog(_:)``'s log, closes it, and applies `damage` to the frame
+    /// numbered `frame` of its second segment; returns the segments' bases, that segment's path,
+    /// its frame positions and its damaged bytes.
+    func writeLogAndDamageTheSecondSegment(
+        _ directory: FilePath, _ damage: IntegrityTests.Damage, frame: Int
+    ) async throws -> (bases: [Int64], path: String, frames: [Int], data: Data) {
+        let log = try await support.writeLog(directory)
+        let bases = log.segmentBaseOffsets
+        try await log.close()
+        let path = support.segmentPath(directory, bases[1])
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let frames = try framePositions(data)
+        damage.apply(to: &data, frame: frames[frame])
+        try data.write(to: URL(fileURLWithPath: path))
+        return (bases, path, frames, data)
+    }
+
     /// Overwrites `bytes` at `position` of the file in place (through the page cache, like a
     /// process writing it; the log's map sees the change).
     func overwrite(_ path: String, at position: Int, with bytes: Data) throws {
@@ -39,14 +56,7 @@ import Testing
     @Test func aBaseOffsetNearInt64MaxIsDamageForOffsetForTimestampToo() async throws {
         try await inTemporaryDirectory { root in
             let directory = root.appending("log")
-            let log = try await support.writeLog(directory)
-            let bases = log.segmentBaseOffsets
-            try await log.close()
-            let path = support.segmentPath(directory, bases[1])
-            var data = try Data(contentsOf: URL(fileURLWithPath: path))
-            let frames = try framePositions(data)
-            IntegrityTests.Damage.baseOffsetNearMax.apply(to: &data, frame: frames[2])
-            try data.write(to: URL(fileURLWithPath: path))
+            let (bases, _, frames, _) = try await writeLogAndDamageTheSecondSegment(directory, .baseOffsetNearMax, frame: 2)
 
             let reopened = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
             // The third record of the damaged batch: the search walks onto it (and used to trap).
@@ -236,13 +246,7 @@ import Testing
     @Test func anEpochGoingBackwardsAtASegmentStartIsNeverServed() async throws {
         try await inTemporaryDirectory { root in
             let directory = root.appending("log")
-            let log = try await support.writeLog(directory)
-            let bases = log.segmentBaseOffsets
-            try await log.close()
-            let path = support.segmentPath(directory, bases[1])
-            var data = try Data(contentsOf: URL(fileURLWithPath: path))
-            IntegrityTests.Damage.epochGoesBackwards.apply(to: &data, frame: 0)
-            try data.write(to: URL(fileURLWithPath: path))
+            let (bases, _, _, _) = try await writeLogAndDamageTheSecondSegment(directory, .epochGoesBackwards, frame: 0)
 
             let reopened = try await PartitionLog.open(directory: directory, configuration: smallConfiguration())
             let (served, error) = await support.readUntilError(reopened)
@@ -257,17 +261,10 @@ import Testing
     @Test func repairNeverOverwritesADamagedFile() async throws {
         try await inTemporaryDirectory { root in
             let directory = root.appending("log")
-            let log = try await support.writeLog(directory)
-            let bases = log.segmentBaseOffsets
-            try await log.close()
-            let path = support.segmentPath(directory, bases[1])
+            let (_, path, frames, data) = try await writeLogAndDamageTheSecondSegment(directory, .flippedRecordBit, frame: 2)
             // What an earlier repair kept.
             let earlier = Data("kept by an earlier repair".utf8)
             try earlier.write(to: URL(fileURLWithPath: path + ".damaged"))
-            var data = try Data(contentsOf: URL(fileURLWithPath: path))
-            let frames = try framePositions(data)
-            IntegrityTests.Damage.flippedRecordBit.apply(to: &data, frame: frames[2])
-            try data.write(to: URL(fileURLWithPath: path))
 
             let repaired = try LogRepair.truncateAfterDamage(directory: directory)
             #expect(repaired.damagedFiles.first?.string == path + ".damaged.1")
