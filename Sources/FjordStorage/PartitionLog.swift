@@ -728,8 +728,8 @@ public final class PartitionLog: Sendable {
         // Ask which pages are in the page cache before the walk below touches (and so reads in)
         // any of them: the walk spans at most an index interval or so before the slice.
         let entry = segment.segment.offsetIndex.lookup(offset, count: segment.offsetIndexCount)
-        let residency = segment.segment.log.residency(
-            entry.position..<min(segment.size, entry.position + maxBytes + Self.residencyLookahead))
+        let ahead = min(max(maxBytes, 0), segment.size) + Self.residencyLookahead
+        let residency = segment.segment.log.residency(entry.position..<min(segment.size, entry.position + ahead))
         guard let location = try locate(offset, in: segment, previousSegmentEpoch: previousSegmentEpoch) else {
             return .empty(at: segment.nextOffset)
         }
