@@ -36,7 +36,9 @@ extension LogSlice {
         // Pages already in the page cache are mapped by the encryption's minor faults, which
         // costs less than populating them here (measured); others are read in here, off the event
         // loop. A slice from a read was checked (or read in) by the read's verification already.
-        guard let file, !range.isEmpty, pagesResident || file.isResident(range) || file.populate(range) else { return nil }
+        guard let file, !range.isEmpty, pagesResident || file.isResident(range) || file.populate(range) else {
+            return nil
+        }
         let bytes = file.bytes(range)
         MappedBufferRegistry.shared.retain(bytes.baseAddress!, file: file, range: range)
         return ByteBuffer(

@@ -26,7 +26,8 @@ final class MappedFile: @unchecked Sendable {
     /// Opens (creating or truncating as `options` say) `path` and maps `capacity` bytes of it.
     /// `access` is `.readOnly` for tools that only read (writing then fails).
     init(
-        path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int, access: FileDescriptor.AccessMode = .readWrite
+        path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int,
+        access: FileDescriptor.AccessMode = .readWrite
     ) throws(StorageError) {
         let descriptor: FileDescriptor
         do {
@@ -115,6 +116,7 @@ final class MappedFile: @unchecked Sendable {
     struct Residency {
         /// First byte of the first page asked about.
         var start: Int
+        /// The system's page size.
         var pageSize: Int
         /// One byte per page; bit 0 set when the page was resident.
         var pages: [UInt8]

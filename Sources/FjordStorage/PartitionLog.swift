@@ -766,8 +766,9 @@ public final class PartitionLog: Sendable {
     /// Verifies the frames in `range` of `segment` unless a verified range covers them and their
     /// pages were in the page cache (`resident`, asked before anything touched them): one pass of
     /// hardware CRC32C plus header checks per batch, offset continuity from the batch before (or
-    /// the index entry it was located from), leader epochs that never decrease. Adds what it verified to the segment's ranges, so reading the
-    /// same bytes again costs one `mincore` (the caller's).
+    /// the index entry it was located from), leader epochs that never decrease. Adds what it
+    /// verified to the segment's ranges, so reading the same bytes again costs one `mincore`
+    /// (the caller's).
     ///
     /// Bytes that left the page cache are read from disk again, so they are verified again: no
     /// batch is sent that was not verified since it was last read from disk. On return the pages
