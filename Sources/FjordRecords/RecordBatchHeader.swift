@@ -29,7 +29,11 @@ public struct RecordBatchHeader: Sendable, Hashable {
 
     /// Offset of the last record: `baseOffset + recordCount - 1`.
     @inlinable
-    public var lastOffset: Int64 { baseOffset + Int64(recordCount) - 1 }
+    ///
+    /// Wrapping arithmetic: the base offset of a stored batch is outside its CRC, so a damaged
+    /// file may hold any value there, and computing this must not trap. Check the base offset
+    /// against the offset expected there before trusting the result.
+    public var lastOffset: Int64 { baseOffset &+ Int64(recordCount) &- 1 }
 
     /// Creates a header.
     public init(

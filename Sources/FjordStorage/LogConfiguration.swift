@@ -58,6 +58,12 @@ public struct LogConfiguration: Sendable, Hashable {
     /// How long an idempotent producer's state is kept after its last append. Default 1 day (Kafka's
     /// `producer.id.expiration.ms`).
     public var producerIDExpirationMilliseconds: Int64 = 24 * 3_600_000
+    /// Least time between two writes of the recovery point by the flusher when it advanced
+    /// without a segment roll (broker key `log.recovery.point.checkpoint.interval.ms`, like Kafka's
+    /// `log.flush.offset.checkpoint.interval.ms`). A crash loses at most this much of the recovery
+    /// point's progress, so a tail lost within that window is not detected. Default 60 s; 0 writes
+    /// it after every flush that advanced it.
+    public var recoveryPointCheckpointMilliseconds: Int64 = 60_000
 
     /// The default configuration.
     public init() {}
@@ -75,6 +81,7 @@ public struct LogConfiguration: Sendable, Hashable {
         try check(indexIntervalBytes > 0, "indexIntervalBytes must be positive")
         try check(maxIndexEntries >= 2, "maxIndexEntries must be at least 2")
         try check(producerIDExpirationMilliseconds > 0, "producerIDExpirationMilliseconds must be positive")
+        try check(recoveryPointCheckpointMilliseconds >= 0, "recoveryPointCheckpointMilliseconds must not be negative")
         if case .interval(let ms) = flushPolicy { try check(ms > 0, "the flush interval must be positive") }
         if let ms = retention.milliseconds { try check(ms > 0, "retention milliseconds must be positive") }
         if let bytes = retention.bytes { try check(bytes >= 0, "retention bytes must not be negative") }

@@ -23,6 +23,9 @@ public struct LogSlice: Sendable {
     public let firstOffset: Int64
     /// Offset after the last record of the last batch.
     public let nextOffset: Int64
+    /// Whether the read that made the slice found (or brought) its pages in the page cache, so
+    /// sending it need not check again (``mappedBuffer()``, ``fileRegion()``).
+    var pagesResident = false
 
     static func empty(at offset: Int64) -> LogSlice {
         LogSlice(file: nil, range: 0..<0, firstOffset: offset, nextOffset: offset)
@@ -66,13 +69,6 @@ public struct LogSlice: Sendable {
     public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         guard let file else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         return try body(file.bytes(range))
-    }
-
-    /// Maps every page of the slice into the process (reading cold data in from disk) so that
-    /// later access neither blocks on I/O nor takes a page fault per page.
-    func prefault() {
-        guard let file, !range.isEmpty else { return }
-        file.populate(range)
     }
 }
 

@@ -13,9 +13,8 @@ final class LogSegment: Sendable {
     let log: MappedFile
     let offsetIndex: OffsetIndex
     let timeIndex: TimeIndex
-    /// The bytes verified since this segment was opened (see ``VerifiedRange``); only grows
-    /// forward, except that a read far from it starts a new range.
-    let verified: Mutex<VerifiedRange>
+    /// The bytes verified since this segment was opened (see ``VerifiedRanges``).
+    let verified = Mutex(VerifiedRanges())
     /// Set once damage in this segment was logged, so it is logged once.
     let damageReported = Atomic<Bool>(false)
 
@@ -45,7 +44,6 @@ final class LogSegment: Sendable {
         directory: FilePath, baseOffset: Int64, logCapacity: Int, indexEntries: Int, truncateIndexes: Bool
     ) throws(StorageError) {
         self.baseOffset = baseOffset
-        self.verified = Mutex(.empty(base: baseOffset))
         self.log = try MappedFile(
             path: directory.appending(Self.fileName(baseOffset, Self.logSuffix)), options: [.create],
             capacity: logCapacity)

@@ -54,6 +54,8 @@ public struct LogVerificationReport: Sendable {
 /// ```
 public enum LogVerifier {
     /// Verifies `directory`, calling `progress` with bytes checked and total bytes after each segment.
+    ///
+    /// Opens every file read-only and maps one segment at a time.
     public static func verify(
         directory: FilePath, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }
     ) throws(StorageError) -> LogVerificationReport {
@@ -61,13 +63,9 @@ public enum LogVerifier {
         let bases = names.compactMap(LogSegment.baseOffset(ofLogFile:)).sorted()
         var report = LogVerificationReport()
         var sizes: [Int] = []
-        var files: [MappedFile] = []
         for base in bases {
             let path = directory.appending(LogSegment.fileName(base, LogSegment.logSuffix))
-            let probe = try MappedFile(path: path, options: [], capacity: 0)
-            let size = try probe.size()
-            files.append(try MappedFile(path: path, options: [], capacity: size))
-            sizes.append(size)
+            sizes.append(try MappedFile(path: path, options: [], capacity: 0, access: .readOnly).size())
         }
         let total = sizes.reduce(0, +)
         report.logStartOffset = bases.first ?? 0
@@ -75,67 +73,58 @@ public enum LogVerifier {
         var epoch: Int32?
         var damaged = false
         for (i, base) in bases.enumerated() {
-            let file = files[i]
+            let path = directory.appending(LogSegment.fileName(base, LogSegment.logSuffix))
             let size = sizes[i]
             report.segments += 1
-            if damaged {
-                // Nothing after the first damage can be served; it is only counted.
+            defer {
                 report.bytes += size
                 progress(report.bytes, total)
+            }
+            if damaged {
+                // Nothing after the first damage can be served; it is only counted.
                 continue
             }
             if base != expected {
                 report.problems.append(
                     LogProblem(
-                        path: file.path, position: 0, firstAffectedOffset: expected,
+                        path: path, position: 0, firstAffectedOffset: expected,
                         reason: "the segment starts at offset \(base) but the previous one ends at \(expected)"))
                 damaged = true
                 report.firstDamage = (base, 0)
-                report.bytes += size
-                progress(report.bytes, total)
                 continue
             }
+            // Mapped only while this segment is checked.
+            let file = try MappedFile(path: path, options: [], capacity: size, access: .readOnly)
             let bytes = file.bytes(0..<size)
             var iterator = FramedBatchIterator(bytes)
             var segmentExpected = base
-            var valid = 0
             while let framed = iterator.next() {
                 if let problem = framed.batch.storedBatchProblem(expectedBaseOffset: segmentExpected, previousEpoch: epoch) {
-                    if !damaged {
-                        report.problems.append(
-                            LogProblem(path: file.path, position: framed.position, firstAffectedOffset: segmentExpected, reason: problem))
-                        report.firstDamage = (base, framed.position)
-                        damaged = true
-                    }
+                    report.problems.append(
+                        LogProblem(path: path, position: framed.position, firstAffectedOffset: segmentExpected, reason: problem))
+                    report.firstDamage = (base, framed.position)
+                    damaged = true
                     break
                 }
-                segmentExpected = framed.batch.lastOffset + 1
+                segmentExpected = framed.batch.lastOffset &+ 1
                 epoch = framed.batch.header.partitionLeaderEpoch
-                valid = framed.end
                 report.batches += 1
             }
-            if valid < size, !damaged {
-                let reason: String
-                switch iterator.stopReason {
-                case .truncated: reason = "the file ends inside a batch frame"
-                default: reason = "no batch frame at this position"
-                }
+            if !damaged, let (reason, position) = iterator.stopReason.damage {
                 report.problems.append(
-                    LogProblem(path: file.path, position: valid, firstAffectedOffset: segmentExpected, reason: reason))
-                report.firstDamage = (base, valid)
+                    LogProblem(path: path, position: position, firstAffectedOffset: segmentExpected, reason: reason))
+                report.firstDamage = (base, position)
                 damaged = true
             }
             // The valid prefix ends at the damaged batch, if any.
             expected = segmentExpected
             if !damaged { report.problems += checkIndexes(directory: directory, base: base, log: bytes) }
-            report.bytes += size
-            progress(report.bytes, total)
         }
         report.validEndOffset = expected
         if !damaged {
             let marker = directory.appending(PartitionLog.cleanShutdownFile)
-            let recoveryPoint = Recovery.readRecoveryPoint(directory.appending(PartitionLog.recoveryPointFile))
-            let durable = FileSystem.exists(marker) ? (Recovery.readRecordedEnd(marker) ?? recoveryPoint) : recoveryPoint
+            let recoveryPoint = Recovery.readOffsetFile(directory.appending(PartitionLog.recoveryPointFile))
+            let durable = FileSystem.exists(marker) ? (Recovery.readOffsetFile(marker) ?? recoveryPoint) : recoveryPoint
             report.durableEndOffset = durable
             if let durable, expected < durable {
                 report.problems.append(
@@ -148,41 +137,38 @@ public enum LogVerifier {
     }
 
     /// Checks a segment's offset index (each entry names a batch's base offset and its frame's
-    /// position) and time index (timestamps increase, offsets inside the segment).
+    /// position) and time index (timestamps increase), reading them through ``OffsetIndex`` and
+    /// ``TimeIndex`` on read-only maps.
     static func checkIndexes(directory: FilePath, base: Int64, log: UnsafeRawBufferPointer) -> [LogProblem] {
         var problems: [LogProblem] = []
         let offsetPath = directory.appending(LogSegment.fileName(base, LogSegment.offsetIndexSuffix))
-        if let raw = FileSystem.readFile(offsetPath) {
+        if let offsetIndex = openIndex(offsetPath).map({ OffsetIndex(file: $0, baseOffset: base) }) {
             var previous = OffsetIndexEntry(offset: base, position: 0)
-            for i in 0..<(raw.count / OffsetIndex.entrySize) {
-                let at = i * OffsetIndex.entrySize
-                let relative = raw[at..<at + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-                let position = Int(raw[at + 4..<at + 8].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
-                let offset = base + Int64(relative)
-                var batch = FramedBatchIterator(log, from: min(position, log.count))
-                let framed = position < log.count ? batch.next() : nil
-                if offset <= previous.offset && i > 0 || position <= previous.position && i > 0
-                    || framed?.batch.baseOffset != offset
+            for i in 0..<(offsetIndex.file.capacity / OffsetIndex.entrySize) {
+                let entry = offsetIndex.entry(i)
+                var batch = FramedBatchIterator(log, from: min(entry.position, log.count))
+                let framed = entry.position < log.count ? batch.next() : nil
+                if entry.offset <= previous.offset && i > 0 || entry.position <= previous.position && i > 0
+                    || framed?.batch.baseOffset != entry.offset
                 {
                     problems.append(
                         LogProblem(
-                            path: offsetPath, position: at, firstAffectedOffset: nil,
-                            reason: "offset index entry \(i) (offset \(offset), position \(position)) does not point at that batch; the broker rebuilds it if you delete the file"))
+                            path: offsetPath, position: i * OffsetIndex.entrySize, firstAffectedOffset: nil,
+                            reason: "offset index entry \(i) (offset \(entry.offset), position \(entry.position)) does not point at that batch; the broker rebuilds it if you delete the file"))
                     break
                 }
-                previous = OffsetIndexEntry(offset: offset, position: position)
+                previous = entry
             }
         }
         let timePath = directory.appending(LogSegment.fileName(base, LogSegment.timeIndexSuffix))
-        if let raw = FileSystem.readFile(timePath) {
+        if let timeIndex = openIndex(timePath).map({ TimeIndex(file: $0, baseOffset: base) }) {
             var last = Int64.min
-            for i in 0..<(raw.count / TimeIndex.entrySize) {
-                let at = i * TimeIndex.entrySize
-                let timestamp = Int64(bitPattern: raw[at..<at + 8].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            for i in 0..<(timeIndex.file.capacity / TimeIndex.entrySize) {
+                let timestamp = timeIndex.entry(i).timestamp
                 if timestamp <= last {
                     problems.append(
                         LogProblem(
-                            path: timePath, position: at, firstAffectedOffset: nil,
+                            path: timePath, position: i * TimeIndex.entrySize, firstAffectedOffset: nil,
                             reason: "time index entry \(i) does not increase; the broker rebuilds it if you delete the file"))
                     break
                 }
@@ -190,6 +176,14 @@ public enum LogVerifier {
             }
         }
         return problems
+    }
+
+    /// An index file mapped read-only with its size as capacity; `nil` when it cannot be opened.
+    private static func openIndex(_ path: FilePath) -> MappedFile? {
+        guard FileSystem.exists(path),
+            let size = try? MappedFile(path: path, options: [], capacity: 0, access: .readOnly).size()
+        else { return nil }
+        return try? MappedFile(path: path, options: [], capacity: size, access: .readOnly)
     }
 }
 
@@ -207,9 +201,12 @@ public struct LogRepairResult: Sendable {
 /// silently: what it removes goes to `.damaged` files next to the segments.
 public enum LogRepair {
     /// Keeps the valid prefix of the log up to its first damaged batch: the damaged segment's
-    /// bytes from the damage on go to `<segment>.log.damaged`, later segments are renamed to
-    /// `<segment>.log.damaged`, and their indexes (derived data) are removed to be rebuilt. The
-    /// recovery point is set to the new end, so the broker accepts the shorter log.
+    /// bytes from the damage on go to `<segment>.log.damaged` and the segment is cut there (kept,
+    /// empty, when the damage is at its first byte, so the log keeps its start offset and its
+    /// offsets continue from the segment's base), later segments are renamed to
+    /// `<segment>.log.damaged`, and their indexes (derived data) are removed to be rebuilt. An
+    /// existing `.damaged` file is never overwritten: the next free `.damaged.1`, `.damaged.2`...
+    /// is used. The recovery point is set to the new end, so the broker accepts the shorter log.
     public static func truncateAfterDamage(directory: FilePath) throws(StorageError) -> LogRepairResult {
         let report = try LogVerifier.verify(directory: directory)
         var result = LogRepairResult(logEndOffset: report.validEndOffset)
@@ -218,10 +215,12 @@ public enum LogRepair {
         let bases = names.compactMap(LogSegment.baseOffset(ofLogFile:)).sorted()
         for base in bases where base >= damage.base {
             let logPath = directory.appending(LogSegment.fileName(base, LogSegment.logSuffix))
-            let damagedPath = directory.appending(LogSegment.fileName(base, LogSegment.logSuffix) + ".damaged")
+            let damagedPath = unusedDamagedPath(for: LogSegment.fileName(base, LogSegment.logSuffix), in: directory)
             let probe = try MappedFile(path: logPath, options: [], capacity: 0)
             let size = try probe.size()
-            if base == damage.base && damage.position > 0 {
+            // The damaged segment is cut at the damage (emptied when it is at byte 0) unless its
+            // base itself is wrong (it does not continue the log), then it goes whole like the rest.
+            if base == damage.base && (damage.position > 0 || base == report.validEndOffset) {
                 let file = try MappedFile(path: logPath, options: [], capacity: size)
                 let removed = Array(file.bytes(damage.position..<size))
                 try FileSystem.writeAtomically(bytes: removed, to: damagedPath, directory: directory)
@@ -240,6 +239,17 @@ public enum LogRepair {
         }
         try acceptEnd(report.validEndOffset, directory: directory)
         return result
+    }
+
+    /// `<name>.damaged`, or `<name>.damaged.<n>` with the smallest `n` no file has yet.
+    static func unusedDamagedPath(for name: String, in directory: FilePath) -> FilePath {
+        var candidate = directory.appending(name + ".damaged")
+        var n = 0
+        while FileSystem.exists(candidate) {
+            n += 1
+            candidate = directory.appending(name + ".damaged.\(n)")
+        }
+        return candidate
     }
 
     /// Accepts that the log ends where it ends now (after a lost tail was reported): the recovery

@@ -34,8 +34,11 @@ extension LogSlice {
     /// ```
     public func mappedBuffer() -> ByteBuffer? {
         // Pages already in the page cache are mapped by the encryption's minor faults, which
-        // costs less than populating them here (measured); others are read in here, off the event loop.
-        guard let file, !range.isEmpty, file.isResident(range) || file.populate(range) else { return nil }
+        // costs less than populating them here (measured); others are read in here, off the event
+        // loop. A slice from a read was checked (or read in) by the read's verification already.
+        guard let file, !range.isEmpty, pagesResident || file.isResident(range) || file.populate(range) else {
+            return nil
+        }
         let bytes = file.bytes(range)
         MappedBufferRegistry.shared.retain(bytes.baseAddress!, file: file, range: range)
         return ByteBuffer(
@@ -95,6 +98,15 @@ final class MappedBufferRegistry: Sendable {
             } else {
                 entries[key] = Entry(file: file, range: range, references: 1)
             }
+        }
+    }
+
+    /// Whether a mapped buffer alive points into `file` near `range` (inside the region
+    /// ``MappedFile/releasePages(_:)`` would unmap for it).
+    func holds(_ file: MappedFile, near range: Range<Int>) -> Bool {
+        guard let region = file.releaseRegion(around: range) else { return false }
+        return entries.withLock { entries in
+            entries.values.contains { $0.file === file && $0.range.overlaps(region) }
         }
     }
 

@@ -24,11 +24,15 @@ final class MappedFile: @unchecked Sendable {
     let capacity: Int
 
     /// Opens (creating or truncating as `options` say) `path` and maps `capacity` bytes of it.
-    init(path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int) throws(StorageError) {
+    /// `access` is `.readOnly` for tools that only read (writing then fails).
+    init(
+        path: FilePath, options: FileDescriptor.OpenOptions, capacity: Int,
+        access: FileDescriptor.AccessMode = .readWrite
+    ) throws(StorageError) {
         let descriptor: FileDescriptor
         do {
             descriptor = try FileDescriptor.open(
-                path, .readWrite, options: options.union(.closeOnExec), permissions: [.ownerReadWrite])
+                path, access, options: options.union(.closeOnExec), permissions: [.ownerReadWrite])
         } catch {
             throw StorageError.systemCall("open", error as? Errno ?? .ioError, path: path)
         }
@@ -91,16 +95,41 @@ final class MappedFile: @unchecked Sendable {
 
     /// Whether every page of `range` is in the page cache (`mincore`, which maps nothing).
     func isResident(_ range: Range<Int>) -> Bool {
-        guard !range.isEmpty else { return true }
+        residency(range).isResident(range)
+    }
+
+    /// Which pages of `range` are in the page cache now (one `mincore`, which maps nothing), to
+    /// ask about parts of it later, after touching them.
+    func residency(_ range: Range<Int>) -> Residency {
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard !range.isEmpty else { return Residency(start: range.lowerBound, pageSize: pageSize, pages: []) }
         let start = range.lowerBound & ~(pageSize - 1)
         let length = range.upperBound - start
-        let pages = (length + pageSize - 1) / pageSize
-        var vector = [UInt8](repeating: 0, count: pages)
+        var vector = [UInt8](repeating: 0, count: (length + pageSize - 1) / pageSize)
         let ok = bytes(start..<range.upperBound).baseAddress.map { base in
             vector.withUnsafeMutableBufferPointer { mincore(UnsafeMutableRawPointer(mutating: base), length, $0.baseAddress) == 0 }
         } ?? false
-        return ok && vector.allSatisfy { $0 & 1 == 1 }
+        return Residency(start: start, pageSize: pageSize, pages: ok ? vector : [])
+    }
+
+    /// The answer of one `mincore` over a page-aligned run of a file's pages.
+    struct Residency {
+        /// First byte of the first page asked about.
+        var start: Int
+        /// The system's page size.
+        var pageSize: Int
+        /// One byte per page; bit 0 set when the page was resident.
+        var pages: [UInt8]
+
+        /// Whether every page of `range` was asked about and was resident (an empty range is).
+        func isResident(_ range: Range<Int>) -> Bool {
+            guard !range.isEmpty else { return true }
+            guard range.lowerBound >= start else { return false }
+            let first = (range.lowerBound - start) / pageSize
+            let last = (range.upperBound - 1 - start) / pageSize
+            guard last < pages.count else { return false }
+            return pages[first...last].allSatisfy { $0 & 1 == 1 }
+        }
     }
 
     /// Drops this process's page-table entries around `range` (`madvise(MADV_DONTNEED)` on a
@@ -111,12 +140,17 @@ final class MappedFile: @unchecked Sendable {
     /// the whole page-cache folio around the address (up to 2 MiB with large folios) plus the
     /// kernel's fault-around pages, so peeking at one batch header can map far more than the header.
     func releasePages(_ range: Range<Int>) {
-        guard let base, !range.isEmpty else { return }
+        guard let base, let region = releaseRegion(around: range) else { return }
+        _ = madvise(base + region.lowerBound, region.count, MADV_DONTNEED)
+    }
+
+    /// The bytes ``releasePages(_:)`` unmaps for `range`; `nil` when none.
+    func releaseRegion(around range: Range<Int>) -> Range<Int>? {
+        guard !range.isEmpty else { return nil }
         let alignment = Self.releaseAlignment
         let start = range.lowerBound & ~(alignment - 1)
         let end = min(capacity, (range.upperBound + alignment + alignment - 1) & ~(alignment - 1))
-        guard end > start else { return }
-        _ = madvise(base + start, end - start, MADV_DONTNEED)
+        return end > start ? start..<end : nil
     }
 
     /// The largest page-cache folio a fault may map (a PMD: 2 MiB on x86-64 and arm64 with 4 KiB pages).

@@ -53,9 +53,11 @@ extension PartitionLog {
 }
 
 extension PartitionLog {
-    /// Verifies up to about `maxBytes` of batches nobody has read since the log was opened, oldest
-    /// segment first, on the thread pool: the background scrubber's step (`log.scrub.*`). Damage
-    /// takes the log offline as a read would.
+    /// Verifies up to about `maxBytes` of batches nobody has verified since the log was opened,
+    /// oldest segment first and resuming where the last step stopped, on the thread pool: the
+    /// background scrubber's step (`log.scrub.*`). Damage takes the log offline as a read would.
+    /// The pages it read in are unmapped from the process again (unless a fetch response holds
+    /// them), so scrubbing a large log does not grow the broker's resident set.
     ///
     /// - Returns: the bytes verified; 0 once every segment is verified (or the log is offline).
     @discardableResult
@@ -67,34 +69,48 @@ extension PartitionLog {
     public func scrubBlocking(maxBytes: Int) throws(StorageError) -> Int {
         let segments: [SegmentState]? = state.withLock { $0.fault == nil && !$0.closed ? $0.segments : nil }
         guard let segments else { return 0 }
-        for segment in segments {
+        for (index, segment) in segments.enumerated() {
             let known = segment.segment.verified.withLock { $0 }
-            if known.lower == 0 && known.upper >= segment.size { continue }
-            // Continue the range that starts at the segment's start, else start one there.
-            let from = known.lower == 0 ? known.upper : 0
-            var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<segment.size), from: from)
-            var end = from
-            while end - from < maxBytes, let framed = iterator.next() { end = framed.end }
-            if end == from {
+            guard let gap = known.firstGap(size: segment.size) else { continue }
+            // Verify whole frames from the gap's start, up to its end or the budget.
+            var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<gap.upperBound), from: gap.lowerBound)
+            var end = gap.lowerBound
+            while end - gap.lowerBound < maxBytes, let framed = iterator.next() { end = framed.end }
+            if end == gap.lowerBound {
                 // Not even one frame parses here: the verification below reports why.
-                end = segment.size
+                end = gap.upperBound
             }
-            let location = Location(position: from, baseOffset: known.lower == 0 ? known.nextOffset : segment.baseOffset,
-                previousEpoch: known.lower == 0 ? known.lastEpoch : nil)
+            let before = known.ending(at: gap.lowerBound)
+            let previousEpoch = index > 0 ? Self.lastEpoch(of: segments[index - 1]) : nil
+            let location = Location(
+                position: gap.lowerBound, baseOffset: before?.nextOffset ?? segment.baseOffset,
+                previousEpoch: before?.lastEpoch ?? previousEpoch)
             do throws(StorageError) {
-                try Self.verify(from..<end, in: segment, location: location)
-                if end == segment.size {
-                    let next = segment.segment.verified.withLock { $0.nextOffset }
-                    if next != segment.nextOffset {
+                // Not covered, so verified in any case; read in first, as residency is not asked.
+                let verified = try Self.verify(gap.lowerBound..<end, in: segment, location: location, resident: false)
+                // What follows the verified bytes must continue them: the next range, or the log's
+                // idea of the segment's end. Compared with what this verification computed.
+                if let verified, verified.upper == end {
+                    if end == segment.size, verified.nextOffset != segment.nextOffset {
                         throw StorageError.corrupt(
-                            "the segment's last batch ends at offset \(next) but the log expects \(segment.nextOffset)",
-                            segment: segment, position: end, firstLostOffset: next)
+                            "the segment's last batch ends at offset \(verified.nextOffset) but the log expects \(segment.nextOffset)",
+                            segment: segment, position: end, firstLostOffset: verified.nextOffset)
+                    }
+                    if let next = known.ranges.first(where: { $0.lower == end }), !verified.isContinued(by: next) {
+                        throw StorageError.corrupt(
+                            "the batch here has offset \(next.firstOffset) and epoch \(next.firstEpoch) but the batch before ends at offset \(verified.nextOffset) with epoch \(verified.lastEpoch)",
+                            segment: segment, position: end, firstLostOffset: verified.nextOffset)
                     }
                 }
             } catch let error where error.code == .corruptSegment {
                 throw reportDamage(error, in: segment.segment)
             }
-            return end - from
+            // Give back the pages the verification mapped, unless a fetch response is sending them.
+            let file = segment.segment.log
+            if !MappedBufferRegistry.shared.holds(file, near: gap.lowerBound..<end) {
+                file.releasePages(gap.lowerBound..<end)
+            }
+            return end - gap.lowerBound
         }
         return 0
     }

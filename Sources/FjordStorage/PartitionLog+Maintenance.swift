@@ -133,6 +133,10 @@ extension PartitionLog {
 
     /// Stops accepting appends, waits for queued ones, fsyncs, and writes the recovery point and
     /// the clean-shutdown marker so the next open skips the scan. Idempotent.
+    ///
+    /// A log taken offline by damage (``fault``) gets no marker: the next open then scans its last
+    /// segment (damage there, below the recovery point, fails the open) and reads verify the rest,
+    /// so a restart or a reconfiguration does not bring the damaged partition back unchecked.
     public func close() async throws(StorageError) {
         let alreadyClosed = state.withLock { state in
             defer { state.closed = true }
@@ -143,7 +147,9 @@ extension PartitionLog {
     }
 
     private func closeOnWriter() throws(StorageError) {
-        let (segments, logEnd, rolled) = state.withLock { ($0.segments, $0.logEndOffset, $0.flush.rolledSegments) }
+        let (segments, logEnd, rolled, fault) = state.withLock {
+            ($0.segments, $0.logEndOffset, $0.flush.rolledSegments, $0.fault)
+        }
         for segment in rolled { try segment.log.sync() }
         try segments[segments.count - 1].segment.log.sync()
         try FileSystem.syncDirectory(directory)
@@ -153,6 +159,12 @@ extension PartitionLog {
         producers.expire(before: clock() - configuration.producerIDExpirationMilliseconds)
         try ProducerStateLoader(directory: directory, configuration: configuration, logger: logger)
             .writeSnapshot(producers, offset: logEnd)
+        if let fault {
+            logger.warning(
+                "closed a damaged log without the clean-shutdown marker; the next open scans it",
+                metadata: ["log.directory": "\(directory)", "log.end_offset": "\(logEnd)", "error": "\(fault.message)"])
+            return
+        }
         // The marker records the end, so the next open notices a log that came back shorter.
         try FileSystem.writeAtomically(
             "1\n\(logEnd)\n", to: directory.appending(Self.cleanShutdownFile), directory: directory)

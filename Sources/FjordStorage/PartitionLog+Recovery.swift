@@ -69,8 +69,8 @@ struct Recovery {
 
         let markerPath = directory.appending(PartitionLog.cleanShutdownFile)
         let clean = FileSystem.exists(markerPath)
-        let recordedEnd = clean ? Self.readRecordedEnd(markerPath) : nil
-        let recoveryPoint = Self.readRecoveryPoint(directory.appending(PartitionLog.recoveryPointFile)) ?? 0
+        let recordedEnd = clean ? Self.readOffsetFile(markerPath) : nil
+        let recoveryPoint = Self.readOffsetFile(directory.appending(PartitionLog.recoveryPointFile)) ?? 0
 
         if bases.isEmpty {
             // A new log (no recovery point yet), or one whose files all vanished (then the check
@@ -240,7 +240,7 @@ struct Recovery {
             lastFrame = framed.end - framed.position
             sinceEntry += lastFrame
             end = framed.end
-            nextOffset = framed.batch.lastOffset + 1
+            nextOffset = framed.batch.lastOffset &+ 1
         }
         guard iterator.stopReason == .endOfBytes, end == fileSize else { return nil }
         if let nextBase, nextOffset != nextBase { return nil }
@@ -253,15 +253,9 @@ struct Recovery {
         return state
     }
 
-    /// The log end a clean close recorded in the marker (`1\n<end>\n`); `nil` for an older marker.
-    static func readRecordedEnd(_ path: FilePath) -> Int64? {
-        guard let text = FileSystem.readSmallFile(path) else { return nil }
-        let lines = text.split(separator: "\n")
-        guard lines.count >= 2, lines[0] == "1" else { return nil }
-        return Int64(lines[1])
-    }
-
-    static func readRecoveryPoint(_ path: FilePath) -> Int64? {
+    /// The offset in a version-1 offset file (`1\n<offset>\n`): the log end a clean close recorded
+    /// in the marker, or the recovery point. `nil` when missing, unreadable or of another version.
+    static func readOffsetFile(_ path: FilePath) -> Int64? {
         guard let text = FileSystem.readSmallFile(path) else { return nil }
         let lines = text.split(separator: "\n")
         guard lines.count >= 2, lines[0] == "1" else { return nil }

@@ -60,6 +60,8 @@ public final class PartitionLog: Sendable {
         var closed = false
         /// Set when damage was found: every later read and append fails with it (the log is offline).
         var fault: StorageError?
+        /// The recovery point last written to the file, and when (monotonic nanoseconds).
+        var checkpoint: (offset: Int64, nanoseconds: Int64) = (0, 0)
 
         var active: SegmentState {
             get { segments[segments.count - 1] }
@@ -108,8 +110,9 @@ public final class PartitionLog: Sendable {
         self.logger = logger
         self.validator = RecordBatchValidator(maxBatchBytes: configuration.maxBatchBytes)
         self.clock = clock
-        self.state = Mutex(
-            State(segments: segments, logStartOffset: segments[0].baseOffset, recoveryPoint: recoveryPoint))
+        var initial = State(segments: segments, logStartOffset: segments[0].baseOffset, recoveryPoint: recoveryPoint)
+        initial.checkpoint = (recoveryPoint, Self.monotonicNanoseconds())
+        self.state = Mutex(initial)
     }
 
     /// Calls `observer` with the duration of every successful flush (the fsyncs of durable appends,
@@ -422,18 +425,18 @@ public final class PartitionLog: Sendable {
         // Index entries are an optimisation: if writing them fails, lookups scan a little further.
         updated = writeIndexEntries(from: segment, to: updated, scratch: scratch)
         // What this process validated and wrote needs no verification when it is read back.
-        if written > 0 {
-            var lastEpoch: Int32?
-            for (append, outcome) in zip(chunk, outcomes) {
-                if case .success(let result) = outcome, !result.duplicate { lastEpoch = append.leaderEpoch }
-            }
-            let end = updated
-            segment.segment.verified.withLock { range in
-                guard range.upper == segment.size else { return }
-                range.upper = end.size
-                range.nextOffset = end.nextOffset
-                if let lastEpoch { range.lastEpoch = lastEpoch }
-            }
+        var firstEpoch: Int32?
+        var lastEpoch: Int32?
+        for (append, outcome) in zip(chunk, outcomes) {
+            guard case .success(let result) = outcome, !result.duplicate else { continue }
+            if firstEpoch == nil { firstEpoch = append.leaderEpoch }
+            lastEpoch = append.leaderEpoch
+        }
+        if let firstEpoch, let lastEpoch {
+            let appended = VerifiedRange(
+                lower: segment.size, upper: updated.size, firstOffset: segment.nextOffset, firstEpoch: firstEpoch,
+                nextOffset: updated.nextOffset, lastEpoch: lastEpoch)
+            segment.segment.verified.withLock { $0.insert(appended) }
         }
 
         var durable: [DurableWaiter] = []
@@ -562,7 +565,7 @@ public final class PartitionLog: Sendable {
                 for segment in taken.rolledSegments { try segment.log.sync() }
                 try active.log.sync()
                 if taken.directoryDirty { try FileSystem.syncDirectory(directory) }
-                if !taken.rolledSegments.isEmpty { try writeRecoveryPoint(flushedTo) }
+                if !taken.rolledSegments.isEmpty || checkpointDue(flushedTo) { try writeRecoveryPoint(flushedTo) }
             }
             if case .failure(let error) = outcome {
                 logger.error("fsync failed", metadata: ["log.directory": "\(directory)", "error": "\(error)"])
@@ -580,10 +583,20 @@ public final class PartitionLog: Sendable {
         }
     }
 
+    /// Whether the flusher should write the recovery point `flushedTo` although no segment rolled:
+    /// it advanced, and the last write is `recoveryPointCheckpointMilliseconds` old.
+    private func checkpointDue(_ flushedTo: Int64) -> Bool {
+        let now = Self.monotonicNanoseconds()
+        let interval = configuration.recoveryPointCheckpointMilliseconds * 1_000_000
+        return state.withLock { flushedTo > $0.checkpoint.offset && now - $0.checkpoint.nanoseconds >= interval }
+    }
+
     func writeRecoveryPoint(_ offset: Int64) throws(StorageError) {
         try checkpointLock.withLock { _ throws(StorageError) in
             try FileSystem.writeAtomically(
                 "1\n\(offset)\n", to: directory.appending(Self.recoveryPointFile), directory: directory)
+            let now = Self.monotonicNanoseconds()
+            state.withLock { $0.checkpoint = (offset, now) }
         }
     }
 
@@ -592,43 +605,45 @@ public final class PartitionLog: Sendable {
     /// Reads whole batches from the one holding `offset`, up to about `maxBytes` (at least one
     /// batch, however large), from a single segment, without copying.
     ///
-    /// Runs on the thread pool and touches the pages before returning, so the caller (an event
-    /// loop) can send the bytes without faulting on cold data.
+    /// Runs on the thread pool, which reads cold pages in (and verifies them) before returning, so
+    /// the caller (an event loop) can send the bytes without blocking on the disk.
     ///
     /// - Throws: ``StorageError/Code/offsetOutOfRange`` naming both bounds when `offset` is below
     ///   the log start or beyond the log end. Reading at the log end returns an empty slice.
     public func read(from offset: Int64, maxBytes: Int) async throws(StorageError) -> LogReadResult {
         try await Self.onPool(threadPool) { [self] () throws(StorageError) in
-            let result = try readBlocking(from: offset, maxBytes: maxBytes)
-            result.records.prefault()
-            return result
+            try readBlocking(from: offset, maxBytes: maxBytes)
         }
     }
 
     /// Like ``read(from:maxBytes:)`` but on the calling thread, which may block on page faults.
     /// Never call it on an event loop.
     ///
-    /// Batches not verified since the log was opened are verified before they are returned
-    /// (CRC32C, frames, offset continuity, leader epochs; see ``VerifiedRange``).
+    /// Batches not verified since the log was opened, or whose pages left the page cache since
+    /// they were verified, are verified before they are returned (CRC32C, frames, offset
+    /// continuity, leader epochs; see ``VerifiedRanges``). The returned pages are in the page cache.
     ///
     /// - Throws: ``StorageError/Code/corruptSegment`` when the batches to return (or the frames
     ///   leading to them) are damaged: the log then goes offline and fails every later read and
     ///   append with the same error. ``StorageError/Code/offsetOutOfRange`` as for ``read(from:maxBytes:)``.
     public func readBlocking(from offset: Int64, maxBytes: Int) throws(StorageError) -> LogReadResult {
-        let (segment, start, end) = try state.withLock { state throws(StorageError) -> (SegmentState?, Int64, Int64) in
+        let (found, start, end) = try state.withLock {
+            state throws(StorageError) -> ((SegmentState, SegmentState?)?, Int64, Int64) in
             if let fault = state.fault { throw fault }
             let start = state.logStartOffset
             let end = state.logEndOffset
             guard offset >= start, offset <= end else { throw StorageError.outOfRange(offset, start: start, end: end) }
             if offset == end { return (nil, start, end) }
-            return (state.segments[Self.segmentIndex(containing: offset, in: state.segments)], start, end)
+            let index = Self.segmentIndex(containing: offset, in: state.segments)
+            return ((state.segments[index], index > 0 ? state.segments[index - 1] : nil), start, end)
         }
-        guard let segment else {
+        guard let (segment, previous) = found else {
             return LogReadResult(records: .empty(at: end), logStartOffset: start, logEndOffset: end)
         }
         let slice: LogSlice
         do {
-            slice = try Self.slice(of: segment, from: offset, maxBytes: maxBytes)
+            slice = try Self.slice(
+                of: segment, from: offset, maxBytes: maxBytes, previousSegmentEpoch: previous.flatMap(Self.lastEpoch))
         } catch let error where error.code == .corruptSegment {
             throw reportDamage(error, in: segment.segment)
         }
@@ -652,23 +667,36 @@ public final class PartitionLog: Sendable {
         var position: Int
         /// The batch's base offset.
         var baseOffset: Int64
-        /// Leader epoch of the batch before it, when the walk passed one.
+        /// Leader epoch of the batch before it, when known: the walk passed it, a verified range
+        /// ends there, or it is the previous segment's last batch.
         var previousEpoch: Int32?
+    }
+
+    /// Leader epoch of the last batch of `segment`, when a verified range reaches its end.
+    static func lastEpoch(of segment: SegmentState) -> Int32? {
+        segment.segment.verified.withLock { $0.ending(at: segment.size)?.lastEpoch }
     }
 
     /// Locates the frame of the batch holding `offset` in `segment`: from the nearest index entry,
     /// walks the frames, checking that each base offset continues the previous batch (the first
     /// must match the index entry). `nil` when `offset` is at or past the segment's end.
     ///
+    /// The epoch before the entry is taken from a verified range ending there, or, at the
+    /// segment's start, from `previousSegmentEpoch` (the previous segment's last batch).
+    ///
     /// - Throws: ``StorageError/Code/corruptSegment`` when a frame does not parse, offsets do not
     ///   continue, or the segment ends before `offset` although the log says it holds it.
-    static func locate(_ offset: Int64, in segment: SegmentState) throws(StorageError) -> Location? {
+    static func locate(
+        _ offset: Int64, in segment: SegmentState, previousSegmentEpoch: Int32? = nil
+    ) throws(StorageError) -> Location? {
         guard offset < segment.nextOffset else { return nil }
         let entry = segment.segment.offsetIndex.lookup(offset, count: segment.offsetIndexCount)
         let bytes = segment.segment.log.bytes(0..<segment.size)
         var iterator = FramedBatchIterator(bytes, from: entry.position)
         var expected = entry.offset
-        var previousEpoch: Int32?
+        var previousEpoch: Int32? =
+            segment.segment.verified.withLock { $0.ending(at: entry.position)?.lastEpoch }
+            ?? (entry.position == 0 ? previousSegmentEpoch : nil)
         while let framed = iterator.next() {
             let batch = framed.batch
             guard batch.baseOffset == expected, batch.recordCount > 0 else {
@@ -681,23 +709,28 @@ public final class PartitionLog: Sendable {
             if batch.lastOffset >= offset {
                 return Location(position: framed.position, baseOffset: batch.baseOffset, previousEpoch: previousEpoch)
             }
-            expected = batch.lastOffset + 1
+            expected = batch.lastOffset &+ 1
             previousEpoch = batch.header.partitionLeaderEpoch
         }
-        let (reason, position): (String, Int) =
-            switch iterator.stopReason {
-            case .malformed(let at): ("no batch frame at this position", at)
-            case .truncated(let at): ("a batch frame runs past the segment's end", at)
-            default:
-                ("the segment ends at offset \(expected) but the log holds offsets up to \(segment.nextOffset - 1)", segment.size)
-            }
+        let (reason, position) = iterator.stopReason.damage
+            ?? ("the segment ends at offset \(expected) but the log holds offsets up to \(segment.nextOffset - 1)", segment.size)
         throw StorageError.corrupt(reason, segment: segment, position: position, firstLostOffset: expected)
     }
 
     /// Whole batches of `segment` from the one holding `offset`, up to about `maxBytes` (at least
-    /// one), verified (see ``verify(_:in:location:firstOffset:)``) unless already verified.
-    static func slice(of segment: SegmentState, from offset: Int64, maxBytes: Int) throws(StorageError) -> LogSlice {
-        guard let location = try locate(offset, in: segment) else {
+    /// one), verified (see ``verify(_:in:location:)``) unless already verified and still in the
+    /// page cache. The slice stops before a batch whose base offset does not continue the one
+    /// before it (that damage is reported by the read that starts there).
+    static func slice(
+        of segment: SegmentState, from offset: Int64, maxBytes: Int, previousSegmentEpoch: Int32? = nil
+    ) throws(StorageError) -> LogSlice {
+        guard offset < segment.nextOffset else { return .empty(at: segment.nextOffset) }
+        // Ask which pages are in the page cache before the walk below touches (and so reads in)
+        // any of them: the walk spans at most an index interval or so before the slice.
+        let entry = segment.segment.offsetIndex.lookup(offset, count: segment.offsetIndexCount)
+        let ahead = min(max(maxBytes, 0), segment.size) + Self.residencyLookahead
+        let residency = segment.segment.log.residency(entry.position..<min(segment.size, entry.position + ahead))
+        guard let location = try locate(offset, in: segment, previousSegmentEpoch: previousSegmentEpoch) else {
             return .empty(at: segment.nextOffset)
         }
         let start = location.position
@@ -705,43 +738,59 @@ public final class PartitionLog: Sendable {
         var iterator = FramedBatchIterator(bytes, from: start)
         var end = start
         var nextOffset = location.baseOffset
-        while let framed = iterator.next() {
+        // Nothing here is verified yet: stop at a discontinuity before doing arithmetic on offsets.
+        while let framed = iterator.next(), framed.batch.baseOffset == nextOffset {
             if end > start && framed.end - start > maxBytes { break }
             end = framed.end
-            nextOffset = framed.batch.lastOffset + 1
+            nextOffset = framed.batch.lastOffset &+ 1
         }
         if end == start {
             // Not even one whole frame: the damage is at `start`.
-            let reason: String
-            switch iterator.stopReason {
-            case .truncated: reason = "a batch frame runs past the segment's end"
-            default: reason = "no batch frame at this position"
-            }
+            let reason = iterator.stopReason.damage?.reason ?? "no batch frame at this position"
             throw StorageError.corrupt(reason, segment: segment, position: start, firstLostOffset: location.baseOffset)
         }
-        try verify(start..<end, in: segment, location: location)
+        try verify(start..<end, in: segment, location: location, resident: residency.isResident(start..<end))
         if end == segment.size, nextOffset != segment.nextOffset {
             throw StorageError.corrupt(
                 "the segment's last batch ends at offset \(nextOffset) but the log expects \(segment.nextOffset)",
                 segment: segment, position: end, firstLostOffset: nextOffset)
         }
-        return LogSlice(file: segment.segment.log, range: start..<end, firstOffset: location.baseOffset, nextOffset: nextOffset)
+        return LogSlice(
+            file: segment.segment.log, range: start..<end, firstOffset: location.baseOffset, nextOffset: nextOffset,
+            pagesResident: true)
     }
 
-    /// Verifies the frames in `range` of `segment` unless they were verified before: one pass of
+    /// Bytes past a read's index entry and `maxBytes` whose residency a read asks about up front.
+    static let residencyLookahead = 256 << 10
+
+    /// Verifies the frames in `range` of `segment` unless a verified range covers them and their
+    /// pages were in the page cache (`resident`, asked before anything touched them): one pass of
     /// hardware CRC32C plus header checks per batch, offset continuity from the batch before (or
-    /// the index entry it was located from), leader epochs that never decrease. Extends the
-    /// segment's verified range, so reading the same bytes again costs nothing.
-    static func verify(_ range: Range<Int>, in segment: SegmentState, location: Location) throws(StorageError) {
-        let known = segment.segment.verified.withLock { $0 }
-        if known.covers(range) { return }
-        // Continue from the verified range when the read starts inside it, else from the read's start.
-        let continues = known.lower <= range.lowerBound && range.lowerBound <= known.upper
-        let from = continues ? known.upper : range.lowerBound
-        let expected = continues ? known.nextOffset : location.baseOffset
-        let epoch = continues ? known.lastEpoch : location.previousEpoch
+    /// the index entry it was located from), leader epochs that never decrease. Adds what it
+    /// verified to the segment's ranges, so reading the same bytes again costs one `mincore`
+    /// (the caller's).
+    ///
+    /// Bytes that left the page cache are read from disk again, so they are verified again: no
+    /// batch is sent that was not verified since it was last read from disk. On return the pages
+    /// of `range` are in the page cache (checked, or read in here).
+    ///
+    /// - Returns: the verified range holding `range` (`nil` only for an empty `range`); its
+    ///   ``VerifiedRange/nextOffset`` is what must follow it.
+    @discardableResult
+    static func verify(
+        _ range: Range<Int>, in segment: SegmentState, location: Location, resident: Bool
+    ) throws(StorageError) -> VerifiedRange? {
+        guard !range.isEmpty else { return nil }
         let file = segment.segment.log
-        guard file.populate(from..<range.upperBound) else {
+        let known = segment.segment.verified.withLock { $0 }
+        if resident, let covering = known.covering(range) { return covering }
+        // Pages read from disk again are verified from the read's start; resident ones continue a
+        // verified range the read starts inside or right after.
+        let continued = resident ? known.continuable(from: range.lowerBound) : nil
+        let from = continued?.upper ?? range.lowerBound
+        let expected = continued?.nextOffset ?? location.baseOffset
+        let epoch = continued?.lastEpoch ?? known.ending(at: range.lowerBound)?.lastEpoch ?? location.previousEpoch
+        if !resident, !file.populate(range) {
             throw StorageError(
                 code: .ioError, message: "the kernel could not read the segment's pages", path: file.path, position: from)
         }
@@ -751,18 +800,16 @@ public final class PartitionLog: Sendable {
         case .failure(let damage):
             throw StorageError.corrupt(
                 damage.reason, segment: segment, position: damage.position, firstLostOffset: damage.firstLostOffset)
-        case .success(let (nextOffset, lastEpoch)):
-            segment.segment.verified.withLock { current in
-                if current.lower <= from && from <= current.upper {
-                    if range.upperBound > current.upper {
-                        current.upper = range.upperBound
-                        current.nextOffset = nextOffset
-                        current.lastEpoch = lastEpoch
-                    }
-                } else {
-                    current = VerifiedRange(lower: from, upper: range.upperBound, nextOffset: nextOffset, lastEpoch: lastEpoch)
-                }
+        case .success(let verified):
+            guard var verified else { return continued }
+            if let continued {
+                verified.lower = continued.lower
+                verified.firstOffset = continued.firstOffset
+                verified.firstEpoch = continued.firstEpoch
             }
+            let added = verified
+            segment.segment.verified.withLock { $0.insert(added) }
+            return verified
         }
     }
 
@@ -785,8 +832,17 @@ public final class PartitionLog: Sendable {
         guard let location = try Self.locate(from, in: segment) else { return nil }
         var iterator = FramedBatchIterator(segment.segment.log.bytes(0..<segment.size), from: location.position)
         let useAppendTime = configuration.timestampType == .logAppendTime
+        var expected = location.baseOffset
         while let framed = iterator.next() {
             let batch = framed.batch
+            // Unverified bytes: an offset that does not continue the previous batch is damage.
+            guard batch.baseOffset == expected else {
+                let error = StorageError.corrupt(
+                    "batch base offset \(batch.baseOffset), expected \(expected)", segment: segment, position: framed.position,
+                    firstLostOffset: expected)
+                throw reportDamage(error, in: segment.segment)
+            }
+            expected = batch.lastOffset &+ 1
             if useAppendTime {
                 if batch.logAppendTime >= timestamp { return max(batch.baseOffset, logStart) }
             } else if batch.maxTimestamp >= timestamp {

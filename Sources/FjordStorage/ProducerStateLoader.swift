@@ -38,8 +38,13 @@ struct ProducerStateLoader {
         for segment in segments where segment.nextOffset > replayFrom && !segment.isEmpty {
             let bytes = segment.segment.log.bytes(0..<segment.size)
             var iterator = FramedBatchIterator(bytes)
+            var expected = segment.baseOffset
             while let element = iterator.next() {
                 let header = element.batch.header
+                // Unverified bytes: stop at an offset that does not continue the log (damage,
+                // which the read path reports), before any arithmetic on it.
+                guard header.baseOffset == expected else { break }
+                expected = header.lastOffset &+ 1
                 guard header.baseOffset >= replayFrom, header.producerID >= 0 else { continue }
                 table.record(header)
                 replayed += 1

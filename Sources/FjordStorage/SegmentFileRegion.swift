@@ -45,7 +45,8 @@ extension LogSlice {
     /// ```
     public func fileRegion() -> (region: FileRegion, owner: SegmentFileHandle)? {
         guard let file, !range.isEmpty else { return nil }
-        if !file.isResident(range) {
+        // A slice from a read was checked (or read in) by the read's verification already.
+        if !pagesResident, !file.isResident(range) {
             guard file.populate(range) else { return nil }
         }
         // Unmap what populating, or locating the batches, mapped: the bytes leave from the page cache.

@@ -24,7 +24,7 @@ struct OffsetIndex: Sendable {
         let raw = file.bytes(i * Self.entrySize..<(i + 1) * Self.entrySize)
         let relative = UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self))
         let position = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        return OffsetIndexEntry(offset: baseOffset + Int64(relative), position: Int(position))
+        return OffsetIndexEntry(offset: baseOffset &+ Int64(relative), position: Int(position))
     }
 
     /// The last of the first `count` entries whose offset is at most `offset`; the segment start when none is.
@@ -55,7 +55,7 @@ struct TimeIndex: Sendable {
         let raw = file.bytes(i * Self.entrySize..<(i + 1) * Self.entrySize)
         let timestamp = Int64(littleEndian: raw.loadUnaligned(as: Int64.self))
         let relative = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        return TimeIndexEntry(timestamp: timestamp, offset: baseOffset + Int64(relative))
+        return TimeIndexEntry(timestamp: timestamp, offset: baseOffset &+ Int64(relative))
     }
 
     /// The last of the first `count` entries whose timestamp is below `timestamp`: every batch up

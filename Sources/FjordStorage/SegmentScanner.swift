@@ -34,6 +34,7 @@ struct SegmentScanner {
         var validAfter = false
 
         var epoch: Int32?
+        var firstEpoch: Int32?
         while let element = iterator.next() {
             let batch = element.batch
             let header = batch.header
@@ -42,26 +43,23 @@ struct SegmentScanner {
                 break
             }
             epoch = header.partitionLeaderEpoch
+            if firstEpoch == nil { firstEpoch = header.partitionLeaderEpoch }
             record(
                 header: header, position: element.position, frameSize: element.end - element.position, into: &state,
                 offsetEntries: &offsetEntries, timeEntries: &timeEntries)
         }
-        if damage == nil {
-            switch iterator.stopReason {
-            case .truncated(let position):
-                damage = Damage(position: position, reason: "the file ends inside a batch")
-            case .malformed(let position):
-                damage = Damage(position: position, reason: "no batch frame at this position")
-            default:
-                break
-            }
+        if damage == nil, let (reason, position) = iterator.stopReason.damage {
+            damage = Damage(position: position, reason: reason)
         }
         if let damage {
             validAfter = containsValidBatch(bytes, after: damage.position)
         }
         // Everything up to the damage (or the end) was just verified.
-        segment.verified.withLock {
-            $0 = VerifiedRange(lower: 0, upper: state.size, nextOffset: state.nextOffset, lastEpoch: epoch)
+        if let firstEpoch, let epoch {
+            let scanned = VerifiedRange(
+                lower: 0, upper: state.size, firstOffset: state.baseOffset, firstEpoch: firstEpoch,
+                nextOffset: state.nextOffset, lastEpoch: epoch)
+            segment.verified.withLock { $0.insert(scanned) }
         }
         if writeIndexes {
             try write(offsetEntries, to: segment.offsetIndex.file)
@@ -90,7 +88,7 @@ struct SegmentScanner {
         state.bytesSinceIndexEntry += frameSize
         if state.firstAppendTime == nil { state.firstAppendTime = header.logAppendTime }
         state.size = position + frameSize
-        state.nextOffset = header.lastOffset + 1
+        state.nextOffset = header.lastOffset &+ 1
     }
 
     /// Whether any complete batch with a valid CRC starts after `position`. A torn tail has none;

@@ -21,6 +21,8 @@ import Testing
         case epochGoesBackwards
         /// One flipped bit in the frame's length prefix.
         case flippedLengthPrefix
+        /// The stamped base offset near `Int64.max` (outside the CRC): offset arithmetic must not trap.
+        case baseOffsetNearMax
 
         func apply(to data: inout Data, frame: Int) {
             let header = frame + BatchFraming.prefixSize
@@ -32,6 +34,9 @@ import Testing
             case .flippedBaseOffset: data[header + RecordBatchLayout.baseOffset + 4] ^= 0x01
             case .epochGoesBackwards: data[header + RecordBatchLayout.partitionLeaderEpoch + 3] ^= 0x80
             case .flippedLengthPrefix: data[frame + 2] ^= 0x01
+            case .baseOffsetNearMax:
+                let at = header + RecordBatchLayout.baseOffset
+                withUnsafeBytes(of: (Int64.max - 1).littleEndian) { data.replaceSubrange(at..<at + 8, with: $0) }
             }
         }
     }

@@ -18,10 +18,14 @@ if [[ "${1:-}" == "--seeds" ]]; then seeds=1; shift; fi
 [[ $# -gt 0 ]] && targets=("$@")
 runs=${FJORD_FUZZ_RUNS:-200000}
 
+# One -sanitize flag naming both: swiftc keeps only the last of several -sanitize= options, and
+# SwiftPM's --sanitize=fuzzer --sanitize=address passes two, in no fixed order (a build could
+# lose its coverage instrumentation, and the fuzzer would run blind).
+flags=(-Xswiftc -sanitize=fuzzer,address)
 for target in "${targets[@]}"; do
-    swift build --sanitize=fuzzer --sanitize=address --product "$target" >&2
+    swift build "${flags[@]}" --product "$target" >&2
 done
-bin=$(swift build --sanitize=fuzzer --sanitize=address --show-bin-path)
+bin=$(swift build "${flags[@]}" --show-bin-path)
 
 for target in "${targets[@]}"; do
     if ((seeds)); then
@@ -34,9 +38,16 @@ for target in "${targets[@]}"; do
     # -rss_limit_mb bounds memory; -max_len lets produce batches of a few KiB through.
     log="$scratch.log"
     status=0
+    # The binary must carry coverage counters for the project's modules, not only its own.
+    counters=$("$bin/$target" -runs=0 2>&1 | sed -n 's/.*(\([0-9]*\) inline 8-bit counters).*/\1/p' | head -1)
+    if [[ -z "$counters" || "$counters" -lt 5000 ]]; then
+        echo "$target: only ${counters:-no} coverage counters; the build is not instrumented" >&2
+        exit 1
+    fi
+    echo "coverage counters: $counters"
     "$bin/$target" -runs="$runs" -max_len=16384 -rss_limit_mb=2048 -print_final_stats=1 \
         "$scratch" "$here/corpus/$target" >"$log" 2>&1 || status=$?
-    grep -E "^(#[0-9]+[[:space:]]+DONE|Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|fuzz invariant" "$log" || true
+    grep -E "^(#[0-9]+[[:space:]]+DONE|Done|INFO: +[0-9]+ files found|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|fuzz invariant" "$log" || true
     if [[ $status -ne 0 ]]; then tail -40 "$log"; fi
     rm -rf "$scratch" "$log"
     if [[ $status -ne 0 ]]; then echo "$target: FINDING (exit $status)"; exit 1; fi

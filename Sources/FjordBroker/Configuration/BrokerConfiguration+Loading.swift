@@ -120,6 +120,8 @@ extension BrokerConfiguration {
         case "log.retention.check.interval.ms": retentionCheckIntervalMilliseconds = Int64(try int(100...Int(Int32.max)))
         case "log.scrub.bytes.per.second": scrubBytesPerSecond = try int(0...(1 << 40))
         case "log.scrub.interval.ms": scrubIntervalMilliseconds = Int64(try int(10...3_600_000))
+        case "log.recovery.point.checkpoint.interval.ms":
+            recoveryPointCheckpointIntervalMilliseconds = Int64(try int(0...Int(Int32.max)))
         default:
             guard let topicKey = Self.topicDefaultKeys[key] else {
                 throw Error(message: "\(source): unknown setting \"\(key)\"; docs/configuration.md lists the settings")

@@ -115,6 +115,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var scrubBytesPerSecond = 4 << 20
     /// `log.scrub.interval.ms`: how often the scrubber runs (each run spends its share of the rate).
     public var scrubIntervalMilliseconds: Int64 = 1000
+    /// `log.recovery.point.checkpoint.interval.ms`: least time between two writes of a log's
+    /// recovery point by its flusher (besides rolls, truncation and close); a crash can hide a
+    /// lost tail written within this window.
+    public var recoveryPointCheckpointIntervalMilliseconds: Int64 = 60_000
     /// Topic defaults, by topic key (`retention.ms`, ...), set with Kafka's broker keys
     /// (`log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`, `log.roll.ms`,
     /// `message.max.bytes`, `log.flush.interval.ms`, `log.message.timestamp.type`).
@@ -144,7 +148,7 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "max.in.flight.bytes", "connection.max.queued.bytes", "broker.max.queued.bytes", "queued.max.request.bytes",
             "request.timeout.ms", "max.partitions.per.topic", "max.fetch.wait.ms", "auto.create.topics.enable",
             "num.partitions", "storage.threads", "event.loop.threads", "log.retention.check.interval.ms",
-            "log.scrub.bytes.per.second", "log.scrub.interval.ms",
+            "log.scrub.bytes.per.second", "log.scrub.interval.ms", "log.recovery.point.checkpoint.interval.ms",
             "handshake.timeout.ms", "max.connections.per.address", "max.handshaking.connections",
             "connections.max.idle.ms", "storage.max.in.flight.operations", "quota.producer.bytes.per.sec",
             "quota.consumer.bytes.per.sec",
@@ -155,7 +159,9 @@ public struct BrokerConfiguration: Sendable, Hashable {
 
     /// The topic defaults as log settings.
     public func logDefaults() throws(BrokerError) -> LogConfiguration {
-        try TopicConfiguration(overrides: topicDefaults).logConfiguration(base: LogConfiguration())
+        var base = LogConfiguration()
+        base.recoveryPointCheckpointMilliseconds = recoveryPointCheckpointIntervalMilliseconds
+        return try TopicConfiguration(overrides: topicDefaults).logConfiguration(base: base)
     }
 }
 

@@ -62,8 +62,11 @@ final class ByteBudget: Sendable {
     /// Returns `bytes` charged before; wakes the waiters once there is room.
     func release(_ bytes: Int) {
         guard bytes != 0 else { return }
-        let now = used.subtract(bytes, ordering: .acquiringAndReleasing).newValue
-        if now < capacity, waiting.load(ordering: .acquiring) { wakeWaiters() }
+        // Sequentially consistent with `notifyWhenRoom`'s store of `waiting` and load of `used`:
+        // each side stores, then loads what the other stores, so at least one sees the other
+        // (acquire/release alone lets both miss, and the waiter would never be woken).
+        let now = used.subtract(bytes, ordering: .sequentiallyConsistent).newValue
+        if now < capacity, waiting.load(ordering: .sequentiallyConsistent) { wakeWaiters() }
     }
 
     /// Calls `callback` once (from whichever thread releases bytes) when the budget has room,
@@ -74,10 +77,10 @@ final class ByteBudget: Sendable {
             let id = waiters.nextID
             waiters.nextID += 1
             waiters.callbacks.append((id, callback))
-            waiting.store(true, ordering: .releasing)
+            waiting.store(true, ordering: .sequentiallyConsistent)
             return id
         }
-        if hasRoom { wakeWaiters() }
+        if used.load(ordering: .sequentiallyConsistent) < capacity { wakeWaiters() }
         return id
     }
 

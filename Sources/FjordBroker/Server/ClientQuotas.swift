@@ -37,10 +37,16 @@ struct TokenBucket: Sendable, Equatable {
         let elapsed = max(0, now - updated)
         updated = max(updated, now)
         let rate = Double(bytesPerSecond)
-        tokens = min(rate, tokens + Double(elapsed) * rate / 1e9) - Double(bytes)
+        // The debt is capped at `maximumThrottleSeconds` of the rate (Kafka caps its throttle at
+        // the quota window too): one huge batch costs a bounded pause, never hours of it, and the
+        // arithmetic below stays far from overflow whatever sizes a client sends.
+        tokens = max(-rate * Self.maximumThrottleSeconds, min(rate, tokens + Double(elapsed) * rate / 1e9) - Double(bytes))
         guard tokens < 0 else { return 0 }
         return Int64((-tokens / rate * 1e9).rounded(.up))
     }
+
+    /// The longest throttle one bucket can owe.
+    static let maximumThrottleSeconds = 30.0
 }
 
 /// The produce and fetch byte-rate quotas of every client id (`quota.producer.bytes.per.sec`,
@@ -61,7 +67,13 @@ final class ClientQuotas: Sendable {
     private let producerRate: Int
     private let consumerRate: Int
     private let clock: @Sendable () -> Int64
-    private let buckets = Mutex<[Key: TokenBucket]>([:])
+    private struct Buckets {
+        var byKey: [Key: TokenBucket] = [:]
+        /// Buckets left after the last sweep: the next sweep waits until there are twice as many
+        /// (and at least `sweepThreshold`), so a client rotating ids cannot make every call a scan.
+        var keptAtLastSweep = 0
+    }
+    private let buckets = Mutex(Buckets())
     /// Buckets kept before full (idle) ones are forgotten.
     static let sweepThreshold = 10_000
 
@@ -87,10 +99,11 @@ final class ClientQuotas: Sendable {
         let now = clock()
         let key = Key(kind: kind, clientID: clientID)
         let nanoseconds = buckets.withLock { buckets in
-            if buckets.count >= Self.sweepThreshold, buckets[key] == nil {
-                buckets = buckets.filter { !$0.value.isFull(now: now) }
+            if buckets.byKey[key] == nil, buckets.byKey.count >= max(Self.sweepThreshold, 2 * buckets.keptAtLastSweep) {
+                buckets.byKey = buckets.byKey.filter { !$0.value.isFull(now: now) }
+                buckets.keptAtLastSweep = buckets.byKey.count
             }
-            return buckets[key, default: TokenBucket(bytesPerSecond: rate, now: now)].spend(bytes, now: now)
+            return buckets.byKey[key, default: TokenBucket(bytesPerSecond: rate, now: now)].spend(bytes, now: now)
         }
         return UInt32(clamping: (nanoseconds + 999_999) / 1_000_000)
     }

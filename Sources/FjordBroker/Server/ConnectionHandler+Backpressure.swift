@@ -249,11 +249,15 @@ extension ConnectionHandler {
         backpressure.frameTimer = nil
         let partial = backpressure.partialFrameBytes
         guard !closed, partial > 0, backpressure.frameTimerMark == backpressure.consumedBytes else { return }
-        if readPending && inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection {
-            // Reading waits for the broker's own appends: the frame cannot complete, and that is
-            // not the client's doing. (Waiting because the client does not read its responses, or
-            // because partial frames fill the request budget, does count: that is how a budget
-            // held by stalled frames frees up.)
+        let brokerPaused =
+            inFlightBytes >= broker.configuration.maxInFlightBytesPerConnection || throttledUntil != nil
+            || (storageTurns?.isFull ?? false)
+        if readPending && brokerPaused {
+            // Reading waits for the broker: its own appends, this connection's turns at the
+            // storage threads, or a quota throttle it asked the client to honour. The frame cannot
+            // complete, and that is not the client's doing. (Waiting because the client does not
+            // read its responses, or because partial frames fill the request budget, does count:
+            // that is how a budget held by stalled frames frees up.)
             startFrameTimer()
             return
         }

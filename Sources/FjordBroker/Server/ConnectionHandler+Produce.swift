@@ -98,6 +98,9 @@ extension ConnectionHandler {
                     handler.resumeReadingIfPossible()
                 }
             }
+        } cancel: {
+            // The connection closed before its turn came: nothing was appended.
+            handler.value.inFlightBytes -= bytes
         }
     }
 

@@ -198,8 +198,8 @@ final class TopicManager: Sendable {
     }
 
     /// Changes configuration overrides and reopens the topic's logs with the new settings (each
-    /// partition is closed cleanly and reopened without a scan; requests in between get a
-    /// retriable `NOT_LEADER`).
+    /// partition is closed cleanly and reopened without a scan, except one taken offline by
+    /// damage, which is scanned again; requests in between get a retriable `NOT_LEADER`).
     func alterConfig(name: String, set: [String: String], remove: [String]) async throws(BrokerError) -> TopicRecord {
         try await registry.withExclusiveAccess(to: name) { () throws(BrokerError) -> TopicRecord in
             var record = try topicRecord(name)

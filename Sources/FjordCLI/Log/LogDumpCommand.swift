@@ -84,7 +84,7 @@ struct LogDumpCommand: ParsableCommand {
                     if records && crcOK && layoutOK { printRecords(batch) }
                 }
                 shown += 1
-                expected = header.lastOffset + 1
+                expected = header.lastOffset &+ 1
             }
             switch iterator.stopReason {
             case .truncated(let position):

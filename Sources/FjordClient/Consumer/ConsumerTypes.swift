@@ -99,7 +99,7 @@ public struct ConsumerBatch: Sendable {
     }
 
     /// Offset after the last record.
-    public var nextOffset: Int64 { header.lastOffset + 1 }
+    public var nextOffset: Int64 { header.lastOffset &+ 1 }
 
     /// Records at or after ``firstOffset``, decoded (keys, values and headers copied).
     public func records() throws -> [ConsumerRecord] {

@@ -320,7 +320,7 @@ public final class FjordConsumer: Sendable {
                             code: .corruptBatch,
                             message: "batch of \(partition) starts at offset \(base) but offset \(expected ?? offset) was expected")
                     }
-                    expected = element.batch.lastOffset + 1
+                    expected = element.batch.lastOffset &+ 1
                     let start = field.payload.lowerBound + element.position + BatchFraming.prefixSize
                     let bytes = payload.getSlice(at: payload.readerIndex + start, length: element.batch.bytes.count)!
                     if element.batch.lastOffset < offset { continue }
