@@ -18,10 +18,11 @@ if [[ "${1:-}" == "--seeds" ]]; then seeds=1; shift; fi
 [[ $# -gt 0 ]] && targets=("$@")
 runs=${FJORD_FUZZ_RUNS:-200000}
 
-# One -sanitize flag naming both: swiftc keeps only the last of several -sanitize= options, and
+# --sanitize=fuzzer makes SwiftPM link libFuzzer's main; the one -Xswiftc flag naming both sanitizers
+# comes last, because swiftc keeps only the last of several -sanitize= options, and
 # SwiftPM's --sanitize=fuzzer --sanitize=address passes two, in no fixed order (a build could
 # lose its coverage instrumentation, and the fuzzer would run blind).
-flags=(-Xswiftc -sanitize=fuzzer,address)
+flags=(--sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address)
 for target in "${targets[@]}"; do
     swift build "${flags[@]}" --product "$target" >&2
 done
