@@ -180,6 +180,8 @@ func withServeProcess(
     process.arguments = [
         "serve", "--data-dir", dataDirectory.path, "--listen", "127.0.0.1:0", "--operations-listen", "off",
         "--log-level", "warning",
+        // A loaded 2-core CI machine can take seconds per TLS handshake (see BrokerTestSupport).
+        "--set", "handshake.timeout.ms=60000",
     ] + extra
     let output = dataDirectory.deletingLastPathComponent().appendingPathComponent("serve-\(UUID().uuidString).out")
     _ = FileManager.default.createFile(atPath: output.path, contents: nil)
