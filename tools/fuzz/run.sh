@@ -3,6 +3,8 @@
 # its checked-in corpus.
 #
 #   tools/fuzz/run.sh                     every target, FJORD_FUZZ_RUNS executions each (default 200000)
+#   FJORD_FUZZ_SECONDS=30 tools/fuzz/run.sh
+#                                         every target for 30 s each (CI), however many runs that is
 #   FJORD_FUZZ_RUNS=10000000 tools/fuzz/run.sh fuzz-produce
 #                                         one target, a long run
 #   tools/fuzz/run.sh --seeds             rewrite corpus/<target>/seed-* from the project's builders
@@ -17,6 +19,11 @@ seeds=0
 if [[ "${1:-}" == "--seeds" ]]; then seeds=1; shift; fi
 [[ $# -gt 0 ]] && targets=("$@")
 runs=${FJORD_FUZZ_RUNS:-200000}
+limit=()
+if [[ -n "${FJORD_FUZZ_SECONDS:-}" ]]; then
+    runs=${FJORD_FUZZ_RUNS:--1}
+    limit=(-max_total_time="$FJORD_FUZZ_SECONDS")
+fi
 
 # --sanitize=fuzzer makes SwiftPM link libFuzzer's main; the one -Xswiftc flag naming both sanitizers
 # comes last, because swiftc keeps only the last of several -sanitize= options, and
@@ -35,7 +42,7 @@ for target in "${targets[@]}"; do
         continue
     fi
     scratch=$(mktemp -d)
-    echo "== $target: $runs runs"
+    echo "== $target: ${FJORD_FUZZ_SECONDS:+${FJORD_FUZZ_SECONDS} s, }$runs runs"
     # -rss_limit_mb bounds memory; -max_len lets produce batches of a few KiB through.
     log="$scratch.log"
     status=0
@@ -46,7 +53,7 @@ for target in "${targets[@]}"; do
         exit 1
     fi
     echo "coverage counters: $counters"
-    "$bin/$target" -runs="$runs" -max_len=16384 -rss_limit_mb=2048 -print_final_stats=1 \
+    "$bin/$target" -runs="$runs" "${limit[@]}" -max_len=16384 -rss_limit_mb=2048 -print_final_stats=1 \
         "$scratch" "$here/corpus/$target" >"$log" 2>&1 || status=$?
     grep -E "^(#[0-9]+[[:space:]]+DONE|Done|INFO: +[0-9]+ files found|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|fuzz invariant" "$log" || true
     if [[ $status -ne 0 ]]; then tail -40 "$log"; fi
