@@ -1,4 +1,5 @@
 import FjordProto
+import FjordProtocol
 
 /// Who a connection is, as ACLs name it: `User:billing`, `User:ANONYMOUS`, or `User:*` (in an
 /// ACL, every principal).
@@ -269,21 +270,11 @@ extension AccessControlFilter {
 
 extension AccessControlEntry.ResourceType {
     init?(wire: Fjord_V1_AclResourceType) {
-        switch wire {
-        case .topic: self = .topic
-        case .group: self = .group
-        case .cluster: self = .cluster
-        default: return nil
-        }
+        guard let name = wire.aclName else { return nil }
+        self.init(rawValue: name)
     }
 
-    var wireValue: Fjord_V1_AclResourceType {
-        switch self {
-        case .topic: .topic
-        case .group: .group
-        case .cluster: .cluster
-        }
-    }
+    var wireValue: Fjord_V1_AclResourceType { Fjord_V1_AclResourceType(aclName: rawValue)! }
 }
 
 extension AccessControlEntry.Permission {
@@ -298,33 +289,9 @@ extension AccessControlEntry.Permission {
 
 extension AccessControlEntry.Operation {
     init?(wire: Fjord_V1_AclOperation) {
-        switch wire {
-        case .all: self = .all
-        case .read: self = .read
-        case .write: self = .write
-        case .create: self = .create
-        case .delete: self = .delete
-        case .alter: self = .alter
-        case .describe: self = .describe
-        case .describeConfigs: self = .describeConfigs
-        case .alterConfigs: self = .alterConfigs
-        case .clusterAction: self = .clusterAction
-        default: return nil
-        }
+        guard let name = wire.aclName else { return nil }
+        self.init(rawValue: name)
     }
 
-    var wireValue: Fjord_V1_AclOperation {
-        switch self {
-        case .all: .all
-        case .read: .read
-        case .write: .write
-        case .create: .create
-        case .delete: .delete
-        case .alter: .alter
-        case .describe: .describe
-        case .describeConfigs: .describeConfigs
-        case .alterConfigs: .alterConfigs
-        case .clusterAction: .clusterAction
-        }
-    }
+    var wireValue: Fjord_V1_AclOperation { Fjord_V1_AclOperation(aclName: rawValue)! }
 }

@@ -1,4 +1,5 @@
 import FjordProto
+import FjordProtocol
 
 /// One access control list entry: `principal` connecting from `host` is allowed (or denied)
 /// `operation` on the resources the pattern selects. Enforced when the broker runs with
@@ -146,41 +147,18 @@ public struct ACLBindingFilter: Sendable, Hashable {
 
 extension ACLBinding.ResourceType {
     init?(wire: Fjord_V1_AclResourceType) {
-        switch wire {
-        case .topic: self = .topic
-        case .group: self = .group
-        case .cluster: self = .cluster
-        default: return nil
-        }
+        guard let name = wire.aclName else { return nil }
+        self.init(rawValue: name)
     }
 
-    var wireValue: Fjord_V1_AclResourceType {
-        switch self {
-        case .topic: .topic
-        case .group: .group
-        case .cluster: .cluster
-        }
-    }
+    var wireValue: Fjord_V1_AclResourceType { Fjord_V1_AclResourceType(aclName: rawValue)! }
 }
 
 extension ACLBinding.Operation {
     init?(wire: Fjord_V1_AclOperation) {
-        guard let match = Self.allCases.first(where: { $0.wireValue == wire }) else { return nil }
-        self = match
+        guard let name = wire.aclName else { return nil }
+        self.init(rawValue: name)
     }
 
-    var wireValue: Fjord_V1_AclOperation {
-        switch self {
-        case .all: .all
-        case .read: .read
-        case .write: .write
-        case .create: .create
-        case .delete: .delete
-        case .alter: .alter
-        case .describe: .describe
-        case .describeConfigs: .describeConfigs
-        case .alterConfigs: .alterConfigs
-        case .clusterAction: .clusterAction
-        }
-    }
+    var wireValue: Fjord_V1_AclOperation { Fjord_V1_AclOperation(aclName: rawValue)! }
 }
