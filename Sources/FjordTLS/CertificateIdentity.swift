@@ -44,7 +44,8 @@ public struct CertificateIdentity: Sendable, Hashable {
         var commonName: String?
         for relativeName in certificate.subject {
             for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
-                commonName = String(attribute.value) ?? attribute.value.description
+                // A CN that is not a string type has no name to give (mapping it fails authentication).
+                commonName = String(attribute.value)
             }
         }
         var uris: [String] = []

@@ -94,6 +94,8 @@ import Testing
     @Test func clusterEntriesIgnoreNames() {
         let acl = AccessControlList([entry(alice, .create, .cluster, "")])
         #expect(acl.allows(alice, host: "h", .create, .cluster, ""))
+        #expect(acl.allows(alice, host: "h", .create, .cluster, "kafka-cluster"))
+        #expect(entry(alice, .create, .cluster, "ignored").resourceName == "")
         #expect(!acl.allows(alice, host: "h", .alter, .cluster, ""))
         #expect(!acl.allows(alice, host: "h", .create, .topic, "orders"))
     }
@@ -137,6 +139,12 @@ import Testing
         #expect(valid == entry(alice, .write))
         #expect(valid.host == "*")
         #expect(try AccessControlEntry(wire: valid.wireValue) == valid)
+        // Hosts are kept in one canonical form, IPv4-mapped IPv6 as IPv4, so they match what
+        // connections report.
+        #expect(try AccessControlEntry(wire: wire { $0.host = "10.0.0.7" }).host == "10.0.0.7")
+        #expect(try AccessControlEntry(wire: wire { $0.host = "::ffff:10.0.0.7" }).host == "10.0.0.7")
+        #expect(try AccessControlEntry(wire: wire { $0.host = "0:0:0:0:0:0:0:1" }).host == "::1")
+        #expect(try AccessControlEntry(wire: wire { $0.host = "*" }).host == "*")
         let cluster = try AccessControlEntry(wire: wire { $0.resourceType = .cluster; $0.resourceName = ""; $0.operation = .create })
         #expect(cluster.resourceName == "" && cluster.resourceType == .cluster)
 
@@ -153,6 +161,9 @@ import Testing
             ("write on the cluster", { $0.resourceType = .cluster; $0.resourceName = "" }),
             ("a named cluster", { $0.resourceType = .cluster; $0.resourceName = "other"; $0.operation = .alter }),
             ("a long name", { $0.resourceName = String(repeating: "x", count: 250) }),
+            ("a host name", { $0.host = "broker.example.com" }),
+            ("a host with a port", { $0.host = "10.0.0.1:9092" }),
+            ("another principal type", { $0.principal = "Group:ops" }),
         ]
         for (what, change) in invalid {
             #expect(throws: BrokerError.self, "\(what)") { try AccessControlEntry(wire: wire(change)) }
@@ -164,8 +175,39 @@ import Testing
         #expect(try Principal(parsing: "User:billing") == Principal(name: "billing"))
         #expect(try Principal(parsing: "User:CN=a,O=b").name == "CN=a,O=b")
         #expect(Principal.anonymous.description == "User:ANONYMOUS")
-        for bad in ["", "User", ":x", "User:"] {
-            #expect(throws: BrokerError.self) { try Principal(parsing: bad) }
+        for bad in ["", "User", ":x", "User:", "user:alice", "Group:ops", "User: alice", "User:alice "] {
+            #expect(throws: BrokerError.self, "\(bad)") { try Principal(parsing: bad) }
         }
+        // Byte-exact, not Unicode-equivalent: a Kelvin sign is not a K, NFD is not NFC.
+        #expect(Principal(name: "\u{212A}afka") != Principal(name: "Kafka"))
+        #expect(Principal(name: "e\u{301}") != Principal(name: "\u{E9}"))
+        #expect(Set([Principal(name: "e\u{301}"), Principal(name: "\u{E9}")]).count == 2)
+        #expect(!AccessControlList([entry(Principal(name: "Kafka"), .read)]).allows(Principal(name: "\u{212A}afka"), host: "h", .read, .topic, "orders"))
+    }
+
+    @Test func filtersFromRequestsRefuseValuesTheyDoNotKnow() throws {
+        #expect(try AccessControlFilter(wire: Fjord_V1_AclFilter()) == AccessControlFilter())
+        var known = Fjord_V1_AclFilter()
+        known.resourceType = .group
+        known.operation = .read
+        known.host = "::ffff:127.0.0.1"
+        let filter = try AccessControlFilter(wire: known)
+        #expect(filter.resourceType == .group && filter.operation == .read && filter.host == "127.0.0.1")
+        let unknown: [(Fjord_V1_AclFilter) -> Fjord_V1_AclFilter] = [
+            { var f = $0; f.resourceType = .UNRECOGNIZED(9); return f },
+            { var f = $0; f.patternType = .UNRECOGNIZED(3); return f },
+            { var f = $0; f.operation = .UNRECOGNIZED(42); return f },
+            { var f = $0; f.permission = .UNRECOGNIZED(5); return f },
+        ]
+        for change in unknown {
+            #expect(throws: BrokerError.self) { try AccessControlFilter(wire: change(Fjord_V1_AclFilter())) }
+        }
+    }
+
+    @Test func clientHostsAreCanonical() {
+        #expect(ClientHost.canonical("::FFFF:10.1.2.3") == "10.1.2.3")
+        #expect(ClientHost.canonical("2001:DB8:0:0:0:0:0:1") == "2001:db8::1")
+        #expect(ClientHost.canonical("localhost") == nil)
+        #expect(ClientHost.canonical("10.0.0.256") == nil)
     }
 }

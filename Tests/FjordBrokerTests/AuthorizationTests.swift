@@ -1,4 +1,4 @@
-import FjordBroker
+@testable import FjordBroker
 import FjordClient
 import FjordProto
 import FjordProtocol
@@ -7,7 +7,9 @@ import FjordTLS
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SwiftProtobuf
+import SystemPackage
 import Testing
 
 /// A broker with mutual TLS and its own CA, and client certificates for `admin` (a super user),
@@ -362,6 +364,12 @@ func replaceACLs(_ admin: FjordConnection, with acls: [Fjord_V1_Acl]) async thro
             #expect(try await alice.admin.describeTopic("public.news").configs.isEmpty)
             #expect(try await bob.admin.describeTopic("public.news").configs.isEmpty)
             #expect(try await admin.admin.describeTopic("public.news").configs == ["retention.ms": "60000"])
+            // Nor do metadata responses carry configuration without describe-configs.
+            let raw = try await broker.connect(as: "alice")
+            let metadata: Fjord_V1_GetMetadataResponse = try await raw.unary(.getMetadata, Fjord_V1_GetMetadataRequest())
+            #expect(metadata.topics.map(\.topic.name) == ["public.news", "public.weather"])
+            #expect(metadata.topics.allSatisfy { $0.topic.configs.isEmpty })
+            try await raw.close()
             for client in [admin, alice, bob] { await client.close() }
         }
     }
@@ -440,5 +448,106 @@ func replaceACLs(_ admin: FjordConnection, with acls: [Fjord_V1_Acl]) async thro
             #expect(connection.handshake.principal == "User:ANONYMOUS")
             try await connection.close()
         }
+    }
+
+    @Test func autoCreateNeedsCreateAndIsRefusedAsAnAuthorizationError() async throws {
+        try await withSecuredBroker({ $0.autoCreateTopics = true }) { broker in
+            let admin = try await broker.connect(as: "admin")
+            try await replaceACLs(
+                admin,
+                with: [
+                    acl("User:alice", .write, .topic, "auto.", pattern: .prefixed),
+                    acl("User:bob", .write, .topic, "auto.", pattern: .prefixed), acl("User:bob", .create, .cluster),
+                ])
+            let alice = try await broker.connect(as: "alice")
+            let refused = try await produce(alice, topic: "auto.alice", partition: 0, batches: [makeBatch(["x"])])
+            #expect(refused[0].error.code == .topicAuthorizationFailed, "not the retriable UNKNOWN_TOPIC_OR_PARTITION")
+            #expect(refused[0].error.message.contains("create"))
+            try await replaceACLs(
+                admin,
+                with: [acl("User:alice", .write, .topic, "auto.", pattern: .prefixed), acl("User:alice", .create, .topic, "auto.alice")])
+            let created = try await produce(alice, topic: "auto.alice", partition: 0, batches: [makeBatch(["x"])])
+            #expect(created[0].error.code == .none)
+            try await replaceACLs(
+                admin, with: [acl("User:bob", .write, .topic, "auto.", pattern: .prefixed), acl("User:bob", .create, .cluster)])
+            let bob = try await broker.connect(as: "bob")
+            let byCluster = try await produce(bob, topic: "auto.bob", partition: 0, batches: [makeBatch(["y"])])
+            #expect(byCluster[0].error.code == .none)
+            for connection in [admin, alice, bob] { try await connection.close() }
+        }
+    }
+
+    @Test func hostsInACLsMatchTheClientsAddress() async throws {
+        try await withSecuredBroker { broker in
+            let admin = try await broker.connect(as: "admin")
+            try await createTopic(admin, "orders")
+            func write(_ connection: FjordConnection) async throws -> Fjord_V1_ErrorCode {
+                try await produce(connection, topic: "orders", partition: 0, batches: [makeBatch(["x"])])[0].error.code
+            }
+            var elsewhere = acl("User:alice", .write, .topic, "orders")
+            elsewhere.host = "10.9.9.9"
+            var here = acl("User:alice", .write, .topic, "orders")
+            here.host = "127.0.0.1"
+            var deniedHere = acl("User:alice", .write, .topic, "orders", .deny)
+            deniedHere.host = "::ffff:127.0.0.1"  // stored as 127.0.0.1
+            let alice = try await broker.connect(as: "alice")
+            try await replaceACLs(admin, with: [elsewhere])
+            #expect(try await write(alice) == .topicAuthorizationFailed)
+            try await replaceACLs(admin, with: [here])
+            #expect(try await write(alice) == .none)
+            try await replaceACLs(admin, with: [acl("User:alice", .write, .topic, "orders"), deniedHere])
+            #expect(try await write(alice) == .topicAuthorizationFailed)
+            try await alice.close()
+            try await admin.close()
+        }
+    }
+
+    @Test func anUnmappableCertificateIsAnonymousWhileTheAuthorizerIsOff() async throws {
+        try await withSecuredBroker(authorizer: false, { $0.principalSource = .uri }) { broker in
+            // bob's certificate has no URI: with no ACLs enforced he is served, as before principals existed.
+            let bob = try await broker.connect(as: "bob")
+            #expect(bob.handshake.principal == "User:ANONYMOUS")
+            try await createTopic(bob, "still-works")
+            try await bob.close()
+        }
+    }
+
+    @Test func aClientNamingEndlessResourcesIsBoundedInMemory() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fjord-acl-cache-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let pool = NIOThreadPool.singleton
+        let store = try await LocalMetadataStore.open(directory: .init(directory), threadPool: pool)
+        let authorizer = Authorizer(isEnabled: true, superUsers: [], store: store)
+        try await authorizer.load()
+        _ = try await authorizer.create([
+            AccessControlEntry(principal: Principal(name: "alice"), resourceType: .topic, resourceName: "t.", patternType: .prefixed, operation: .read, permission: .allow)
+        ])
+        let metrics = BrokerMetrics()
+        var cache = ConnectionAuthorization(
+            scope: AuthorizationScope(
+                authorizer: authorizer, principal: Principal(name: "alice"), host: "127.0.0.1",
+                audit: DenialAudit(logger: Logger(label: "test"), metrics: metrics)))
+        for index in 0..<5000 {
+            try cache.require(.read, .topic, "t.\(index)-" + String(repeating: "x", count: 200))
+            #expect(cache.cachedDecisions <= ConnectionAuthorization.maxCachedDecisions)
+        }
+        #expect(cache.cachedDecisions * 200 <= ConnectionAuthorization.maxCachedNameBytes)
+        // A name longer than any topic's is checked but never cached, and quoted cut short.
+        let huge = String(repeating: "y", count: 1 << 20)
+        do {
+            try cache.require(.write, .topic, huge)
+            Issue.record("write was never allowed")
+        } catch {
+            #expect(error.code == .topicAuthorizationFailed)
+            #expect(error.message.utf8.count < 400)
+        }
+        #expect(cache.cachedDecisions <= 150)
+        // A change empties the cache at the next check: a decision is never older than the ACLs.
+        let before = authorizer.version
+        _ = try await authorizer.delete(matching: [AccessControlFilter()])
+        #expect(authorizer.version > before)
+        #expect(throws: BrokerError.self) { try cache.require(.read, .topic, "t.0-" + String(repeating: "x", count: 200)) }
+        #expect(cache.cachedDecisions == 1)
     }
 }

@@ -1,5 +1,6 @@
 import FjordProto
 import FjordProtocol
+import Foundation
 
 /// Who a connection is, as ACLs name it: `User:billing`, `User:ANONYMOUS`, or `User:*` (in an
 /// ACL, every principal).
@@ -8,6 +9,10 @@ import FjordProtocol
 /// let principal = try Principal(parsing: "User:billing")
 /// print(principal)  // User:billing
 /// ```
+///
+/// Two principals are equal when their texts are equal byte for byte (not merely canonically
+/// equivalent Unicode, as Swift compares strings): certificate names that differ in their bytes are
+/// different principals, as in Kafka.
 public struct Principal: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The principal's type; `User` for every principal Fjord makes today.
     public var type: String
@@ -20,13 +25,33 @@ public struct Principal: Sendable, Hashable, Codable, CustomStringConvertible {
         self.name = name
     }
 
-    /// Parses `Type:name`; both parts must be non-empty.
+    /// Parses `User:name`: the type every connection's principal has, and a non-empty name without
+    /// leading or trailing white space (an ACL for any other principal could never match).
     public init(parsing text: String) throws(BrokerError) {
         guard let colon = text.firstIndex(of: ":"), colon != text.startIndex, text.index(after: colon) != text.endIndex
         else {
-            throw BrokerError(.invalidRequest, "principal \"\(text)\" is not of the form Type:name (for example User:billing)")
+            throw BrokerError(.invalidRequest, "principal \"\(text)\" is not of the form User:name (for example User:billing)")
         }
-        self.init(type: String(text[..<colon]), name: String(text[text.index(after: colon)...]))
+        let type = String(text[..<colon])
+        let name = String(text[text.index(after: colon)...])
+        guard type == "User" else {
+            throw BrokerError(
+                .invalidRequest, "principal \"\(text)\": the type is User (connections are User:<name>), not \"\(type)\"")
+        }
+        guard name.trimmingCharacters(in: .whitespacesAndNewlines) == name else {
+            throw BrokerError(.invalidRequest, "principal \"\(text)\" has white space around its name")
+        }
+        self.init(type: type, name: name)
+    }
+
+    public static func == (lhs: Principal, rhs: Principal) -> Bool {
+        lhs.type.utf8.elementsEqual(rhs.type.utf8) && lhs.name.utf8.elementsEqual(rhs.name.utf8)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(type.utf8.count)
+        for byte in type.utf8 { hasher.combine(byte) }
+        for byte in name.utf8 { hasher.combine(byte) }
     }
 
     /// The principal of a connection without a client certificate.
@@ -232,11 +257,18 @@ extension AccessControlEntry {
             throw invalid(
                 "\(operation.rawValue) does not apply to a \(resourceType.rawValue) (it takes \(Operation.valid(on: resourceType).map(\.rawValue).sorted().joined(separator: ", ")))")
         }
-        guard principal.description.utf8.count <= 1024, acl.host.utf8.count <= 255 else {
-            throw invalid("the principal is at most 1024 bytes and the host 255")
+        guard principal.description.utf8.count <= 1024 else { throw invalid("the principal is at most 1024 bytes") }
+        let host: String
+        if acl.host.isEmpty || acl.host == "*" {
+            host = "*"
+        } else {
+            guard let canonical = ClientHost.canonical(acl.host) else {
+                throw invalid("host \"\(acl.host)\" is not an IP address (or * for any host)")
+            }
+            host = canonical
         }
         self.init(
-            principal: principal, host: acl.host, resourceType: resourceType, resourceName: acl.resourceName,
+            principal: principal, host: host, resourceType: resourceType, resourceName: acl.resourceName,
             patternType: patternType, operation: operation, permission: permission)
     }
 
@@ -255,16 +287,49 @@ extension AccessControlEntry {
 }
 
 extension AccessControlFilter {
-    /// A filter from a request; zero values match anything.
+    /// A filter from a request; zero values match anything. A value this broker does not know
+    /// (from a newer client) is refused rather than taken as "anything", so a delete never
+    /// removes more than was asked.
     init(wire filter: Fjord_V1_AclFilter) throws(BrokerError) {
+        func unknown(_ field: String, _ value: Int) -> BrokerError {
+            BrokerError(.invalidRequest, "invalid ACL filter: \(field) \(value) is not known to this broker")
+        }
+        var resourceType: AccessControlEntry.ResourceType?
+        if filter.resourceType != .any {
+            guard let known = AccessControlEntry.ResourceType(wire: filter.resourceType) else {
+                throw unknown("resource_type", filter.resourceType.rawValue)
+            }
+            resourceType = known
+        }
+        var patternType: AccessControlEntry.PatternType?
+        switch filter.patternType {
+        case .any: patternType = nil
+        case .literal: patternType = .literal
+        case .prefixed: patternType = .prefixed
+        default: throw unknown("pattern_type", filter.patternType.rawValue)
+        }
+        var operation: AccessControlEntry.Operation?
+        if filter.operation != .any {
+            guard let known = AccessControlEntry.Operation(wire: filter.operation) else {
+                throw unknown("operation", filter.operation.rawValue)
+            }
+            operation = known
+        }
+        var permission: AccessControlEntry.Permission?
+        if filter.permission != .any {
+            guard let known = AccessControlEntry.Permission(wire: filter.permission) else {
+                throw unknown("permission", filter.permission.rawValue)
+            }
+            permission = known
+        }
+        var host: String?
+        if !filter.host.isEmpty {
+            host = filter.host == "*" ? "*" : ClientHost.canonical(filter.host) ?? filter.host
+        }
         self.init(
-            principal: filter.principal.isEmpty ? nil : try Principal(parsing: filter.principal),
-            host: filter.host.isEmpty ? nil : filter.host,
-            resourceType: AccessControlEntry.ResourceType(wire: filter.resourceType),
-            resourceName: filter.resourceName.isEmpty ? nil : filter.resourceName,
-            patternType: filter.patternType == .literal ? .literal : filter.patternType == .prefixed ? .prefixed : nil,
-            operation: AccessControlEntry.Operation(wire: filter.operation),
-            permission: AccessControlEntry.Permission(wire: filter.permission))
+            principal: filter.principal.isEmpty ? nil : try Principal(parsing: filter.principal), host: host,
+            resourceType: resourceType, resourceName: filter.resourceName.isEmpty ? nil : filter.resourceName,
+            patternType: patternType, operation: operation, permission: permission)
     }
 }
 

@@ -22,7 +22,8 @@ public final class Authorizer: Sendable {
     public let superUsers: Set<Principal>
     private let store: any MetadataStore
     private let state: Mutex<(version: UInt64, list: AccessControlList)>
-    private let currentVersion = Atomic<UInt64>(0)
+    /// Raised on every install, whatever the store's version said: what connection caches compare.
+    private let generation = Atomic<UInt64>(0)
 
     /// An authorizer over `store`'s entries; call ``load()`` before the first decision.
     init(isEnabled: Bool, superUsers: Set<Principal>, store: any MetadataStore) {
@@ -38,19 +39,20 @@ public final class Authorizer: Sendable {
         install(AccessControlList(entries), version: version)
     }
 
-    /// Installs `list` unless a newer one is in place already (two changes may finish out of order).
-    /// A cluster store's watch calls this too.
+    /// Installs `list` unless a newer one (by the store's `version`) is in place already: two
+    /// changes may finish out of order. A cluster store's watch calls this too.
     func install(_ list: AccessControlList, version: UInt64) {
         state.withLock { state in
             guard version >= state.version else { return }
             state = (version, list)
-            // Raised under the lock, after the list: a reader that sees the new version sees the list.
-            currentVersion.store(version, ordering: .releasing)
+            // Raised under the lock, after the list: a reader that sees the new generation sees the
+            // list. Raised even for the same store version, so no cache outlives a list it used.
+            generation.add(1, ordering: .releasing)
         }
     }
 
-    /// Changes whenever the entries do.
-    var version: UInt64 { currentVersion.load(ordering: .acquiring) }
+    /// Changes whenever the entries in force do.
+    var version: UInt64 { generation.load(ordering: .acquiring) }
 
     /// The entries in force.
     public var list: AccessControlList { state.withLock { $0.list } }
@@ -126,7 +128,7 @@ struct AuthorizationScope: Sendable {
     func require(
         _ operation: AccessControlEntry.Operation, _ type: AccessControlEntry.ResourceType, _ name: String = ""
     ) throws(BrokerError) {
-        guard authorizer.allows(principal, host: host, operation, type, name) else {
+        guard allows(operation, type, name) else {
             throw denied(operation, type, name)
         }
     }
@@ -145,10 +147,10 @@ struct AuthorizationScope: Sendable {
         switch type {
         case .topic:
             code = .topicAuthorizationFailed
-            resource = "topic \"\(name)\""
+            resource = "topic \"\(DenialAudit.shortened(name))\""
         case .group:
             code = .groupAuthorizationFailed
-            resource = "group \"\(name)\""
+            resource = "group \"\(DenialAudit.shortened(name))\""
         case .cluster:
             code = .clusterAuthorizationFailed
             resource = "the cluster"
@@ -157,11 +159,25 @@ struct AuthorizationScope: Sendable {
     }
 }
 
-/// Logs each denied request once per connection and resource, and counts every one in
-/// `fjord_authorization_denied_total{principal,operation}`.
+/// Logs each denied request once per connection and resource (the first ``maxLogged``
+/// resources of a connection), and counts every one in `fjord_authorization_denied_total{principal,operation}`.
 final class DenialAudit: Sendable {
     /// Distinct denials remembered per connection; past it, denials are counted but not logged.
-    static let maxLogged = 256
+    static let maxLogged = 64
+    /// Longest resource name logged or quoted; names are at most 249 bytes, so a longer one is a
+    /// client's invention and is cut.
+    static let maxNameBytes = 255
+
+    /// `name`, cut to ``maxNameBytes`` bytes (on a character boundary) with `…` when cut.
+    static func shortened(_ name: String) -> String {
+        guard name.utf8.count > maxNameBytes else { return name }
+        var cut = ""
+        for character in name {
+            guard cut.utf8.count + character.utf8.count <= maxNameBytes else { break }
+            cut.append(character)
+        }
+        return cut + "…"
+    }
 
     private let logged = Mutex<Set<String>>([])
     private let logger: Logger
@@ -177,6 +193,7 @@ final class DenialAudit: Sendable {
         name: String
     ) {
         metrics.authorizationDenied(principal: principal.description, operation: operation.rawValue)
+        let name = Self.shortened(name)
         let key = "\(operation.rawValue) \(type.rawValue) \(name)"
         let first = logged.withLock { logged in
             guard logged.count < Self.maxLogged else { return false }

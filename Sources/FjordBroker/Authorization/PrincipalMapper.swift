@@ -1,5 +1,6 @@
 import FjordProto
 public import FjordTLS
+import Synchronization
 
 /// Turns a client certificate into the connection's ``Principal``: take one name from the
 /// certificate (`tls.principal.source`), then rewrite it with the first matching rule of
@@ -38,11 +39,41 @@ public struct PrincipalMapper: Sendable {
         var pattern: String?
         var replacement: String
         var caseChange: CaseChange
+
+        /// The replacement with `$n` standing for group `n` of the match (`\x` for `x`).
+        func rewrite(groups: [String?]) -> String {
+            var result = ""
+            var characters = replacement[...]
+            while let character = characters.popFirst() {
+                if character == "$", let digit = characters.first, let group = digit.wholeNumberValue {
+                    characters.removeFirst()
+                    if group < groups.count, let captured = groups[group] { result += captured }
+                } else if character == "\\", let next = characters.first {
+                    characters.removeFirst()
+                    result.append(next)
+                } else {
+                    result.append(character)
+                }
+            }
+            switch caseChange {
+            case .none: return result
+            case .lower: return result.lowercased()
+            case .upper: return result.uppercased()
+            }
+        }
+    }
+
+    /// The rules' regular expressions, compiled once (`nil` for `DEFAULT`). `Regex` is not
+    /// `Sendable`, so they are used under a lock: a match takes microseconds, once per TLS handshake.
+    final class CompiledPatterns: Sendable {
+        let regexes: Mutex<[Regex<AnyRegexOutput>?]>
+        init(_ regexes: sending [Regex<AnyRegexOutput>?]) { self.regexes = Mutex(regexes) }
     }
 
     /// The name the rules see.
     public let source: Source
     let rules: [Rule]
+    let compiled: CompiledPatterns
 
     /// A mapper; `rules` in Kafka's syntax (`DEFAULT` keeps the name as it is).
     ///
@@ -50,7 +81,10 @@ public struct PrincipalMapper: Sendable {
     ///   regular expression.
     public init(source: Source = .commonName, rules: String = "DEFAULT") throws(BrokerConfiguration.Error) {
         self.source = source
-        self.rules = try Self.parse(rules)
+        let parsed = try Self.parse(rules)
+        self.rules = parsed
+        // Each pattern compiled when parsed already; this cannot fail.
+        self.compiled = CompiledPatterns(parsed.map { rule in rule.pattern.flatMap { try? Regex($0) } })
     }
 
     /// The principal of a connection that presented `identity` (or none).
@@ -80,30 +114,15 @@ public struct PrincipalMapper: Sendable {
 
     /// `name` rewritten by the first matching rule, or `nil` when none matches.
     func map(_ name: String) -> String? {
-        for rule in rules {
-            guard let pattern = rule.pattern else { return name }
-            // Patterns were compiled once when parsed; compiling again cannot fail.
-            guard let regex = try? Regex(pattern), let match = try? regex.wholeMatch(in: name) else { continue }
-            var result = ""
-            var characters = rule.replacement[...]
-            while let character = characters.popFirst() {
-                if character == "$", let digit = characters.first, let group = digit.wholeNumberValue {
-                    characters.removeFirst()
-                    if group < match.output.count, let captured = match.output[group].substring { result += captured }
-                } else if character == "\\", let next = characters.first {
-                    characters.removeFirst()
-                    result.append(next)
-                } else {
-                    result.append(character)
-                }
+        compiled.regexes.withLock { regexes -> String? in
+            for (rule, regex) in zip(rules, regexes) {
+                guard let regex else { return name }  // DEFAULT
+                guard let match = try? regex.wholeMatch(in: name) else { continue }
+                let groups = (0..<match.output.count).map { match.output[$0].substring.map(String.init) }
+                return rule.rewrite(groups: groups)
             }
-            switch rule.caseChange {
-            case .none: return result
-            case .lower: return result.lowercased()
-            case .upper: return result.uppercased()
-            }
+            return nil
         }
-        return nil
     }
 
     static func parse(_ text: String) throws(BrokerConfiguration.Error) -> [Rule] {

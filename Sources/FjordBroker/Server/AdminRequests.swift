@@ -43,7 +43,6 @@ struct AdminRequests: Sendable {
             try scope.require(.describe, .topic, request.name)
             var response = Fjord_V1_DescribeTopicResponse()
             response.topic = topicInfo(try broker.topics.topicRecord(request.name))
-            if !scope.allows(.describeConfigs, .topic, request.name) { response.topic.configs = [:] }
             return try encode(response)
         case .createPartitions:
             let request: Fjord_V1_CreatePartitionsRequest = try decode(payload)
@@ -142,7 +141,8 @@ struct AdminRequests: Sendable {
         var info = Fjord_V1_TopicInfo()
         info.name = record.name
         info.topicID = record.topicID
-        info.configs = record.configs
+        // Configuration only for whoever may see it (every response carrying a TopicInfo).
+        info.configs = scope.allows(.describeConfigs, .topic, record.name) ? record.configs : [:]
         info.partitions = record.partitions.enumerated().map { index, partitionRecord in
             var partition = Fjord_V1_PartitionInfo()
             partition.partition = UInt32(index)

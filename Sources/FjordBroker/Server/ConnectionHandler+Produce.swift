@@ -54,9 +54,14 @@ extension ConnectionHandler {
             try partition.checkLeaderEpoch(request.leaderEpoch)
         } catch {
             if error.code == .unknownTopicOrPartition, broker.configuration.autoCreateTopics,
-                broker.registry.partitionCount(topic: request.topic) == nil, mayAutoCreate(request.topic)
+                broker.registry.partitionCount(topic: request.topic) == nil
             {
-                autoCreateThenProduce(request, streamID: streamID, token: token, sequence: sequence, started: started)
+                do throws(BrokerError) {
+                    try requireAutoCreate(request.topic)
+                    autoCreateThenProduce(request, streamID: streamID, token: token, sequence: sequence, started: started)
+                } catch {
+                    completeProduce(streamID: streamID, token: token, sequence: sequence, request: request, result: .failure(error), started: started)
+                }
                 return
             }
             completeProduce(streamID: streamID, token: token, sequence: sequence, request: request, result: .failure(error), started: started)
@@ -105,20 +110,11 @@ extension ConnectionHandler {
         }
     }
 
-    /// Whether the principal may create `topic` (on the cluster, or on the topic's name).
-    private func mayAutoCreate(_ topic: String) -> Bool {
-        guard broker.authorizer.isEnabled else { return true }
-        do throws(BrokerError) {
-            try authorization.require(.create, .cluster)
-            return true
-        } catch {
-            do throws(BrokerError) {
-                try authorization.require(.create, .topic, topic)
-                return true
-            } catch {
-                return false
-            }
-        }
+    /// Throws `TOPIC_AUTHORIZATION_FAILED` unless the principal may create `topic` (on the
+    /// cluster, or on the topic's name, as for `CreateTopic`).
+    private func requireAutoCreate(_ topic: String) throws(BrokerError) {
+        guard broker.authorizer.isEnabled, !authorization.scope.allows(.create, .cluster) else { return }
+        try authorization.require(.create, .topic, topic)
     }
 
     private func autoCreateThenProduce(

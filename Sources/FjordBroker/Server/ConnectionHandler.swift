@@ -86,16 +86,28 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Sets who the client is; `certificate` is what TLS verified (nil without one).
     private func authenticate(certificate: NIOSSLCertificate?, context: ChannelHandlerContext) {
-        let host = context.channel.remoteAddress?.ipAddress ?? ""
+        let host = ClientHost.of(context.channel.remoteAddress)
         var principal = Principal.anonymous
         if let certificate {
+            var failure: BrokerError?
             do throws(TLSConfigurationError) {
                 switch broker.principalMapper.principal(for: try CertificateIdentity(certificate)) {
                 case .success(let mapped): principal = mapped
-                case .failure(let error): authenticationError = error
+                case .failure(let error): failure = error
                 }
             } catch {
-                authenticationError = BrokerError(.authenticationFailed, error.message)
+                failure = BrokerError(.authenticationFailed, error.message)
+            }
+            if let failure {
+                if broker.authorizer.isEnabled {
+                    authenticationError = failure  // answers the handshake
+                } else {
+                    // No ACLs are enforced, so nothing depends on the name: the client is served as
+                    // before principals existed.
+                    broker.logLimiter.log(
+                        logger, .warning, "the client certificate maps to no principal; served as User:ANONYMOUS (authorizer.enable=false)",
+                        metadata: ["error": "\(failure.message)"])
+                }
             }
         }
         logger[metadataKey: "principal"] = "\(principal)"
