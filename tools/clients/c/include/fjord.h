@@ -11,8 +11,9 @@
  *   - consume:      fjord_fetch (unary long-poll) and fjord_consumer_* (subscribe with credit)
  *   - helpers:      CRC32C, Kafka's murmur2 partitioner, base64, batch encode/decode, frame headers
  *
- * Signals: OpenSSL writes to the socket with write(2), so a broker that closes the connection can
- * raise SIGPIPE; programs should ignore it (signal(SIGPIPE, SIG_IGN)) and get FJORD_ERR_CLOSED.
+ * Signals: the library never raises SIGPIPE. Its TLS layer sends with send(MSG_NOSIGNAL) (or sets
+ * SO_NOSIGPIPE where that exists), so a broker that closed the connection shows up as an error
+ * (FJORD_ERR_CLOSED / FJORD_ERR_IO), whatever the program's SIGPIPE disposition.
  *
  * Threading: a connection and everything opened on it must be used from one thread at a time.
  * The helpers (CRC32C, murmur2, base64, batches, frame headers) are pure functions.
@@ -34,6 +35,15 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library's version (semantic versioning: the SONAME is libfjord.so.MAJOR). */
+#define FJORD_VERSION_MAJOR 0
+#define FJORD_VERSION_MINOR 2
+#define FJORD_VERSION_PATCH 0
+#define FJORD_VERSION_STRING "0.2.0"
+
+/* The version of the library actually loaded ("0.2.0"), which may differ from the header's. */
+const char *fjord_version(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Errors

@@ -502,7 +502,6 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "fjord-produce";
-    signal(SIGPIPE, SIG_IGN);
     cli_conn cc = {0};
     const char *acks = "leader", *format = "json";
     for (int i = 1; i < argc; i++) {

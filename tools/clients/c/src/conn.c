@@ -33,6 +33,7 @@ struct fjord_conn {
     int fd;
     SSL_CTX *ctx;
     SSL *ssl;
+    BIO_METHOD *bio_method; /* the no-SIGPIPE socket BIO's methods (freed after ssl) */
 
     uint8_t *out;
     size_t out_off, out_len, out_cap;
@@ -764,6 +765,80 @@ static int tcp_connect(const char *host, uint16_t port, int64_t deadline, fjord_
     return fd;
 }
 
+/* ---- a socket BIO that never raises SIGPIPE ----------------------------------------------------
+ * OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE when the broker has closed
+ * the connection and kills a program that did not ignore the signal. This BIO sends with
+ * send(MSG_NOSIGNAL) (SO_NOSIGPIPE is set on the socket where it exists instead), so a closed
+ * connection is only ever an EPIPE error: FJORD_ERR_CLOSED / FJORD_ERR_IO to the caller. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int nosig_read(BIO *b, char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = recv(fd, buf, (size_t)len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static int nosig_puts(BIO *b, const char *str)
+{
+    return nosig_write(b, str, (int)strlen(str));
+}
+
+static long nosig_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int nosig_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *nosig_method(void)
+{
+    /* Built once per connection and freed with it: no global state, no locking. */
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "fjord socket");
+    if (m == NULL)
+        return NULL;
+    if (BIO_meth_set_write(m, nosig_write) != 1 || BIO_meth_set_read(m, nosig_read) != 1 ||
+        BIO_meth_set_puts(m, nosig_puts) != 1 || BIO_meth_set_ctrl(m, nosig_ctrl) != 1 ||
+        BIO_meth_set_create(m, nosig_create) != 1) {
+        BIO_meth_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static int tls_setup(fjord_conn *c, const char *host, const fjord_conn_options *o, fjord_error *err)
 {
     char buf[400];
@@ -828,11 +903,19 @@ static int tls_setup(fjord_conn *c, const char *host, const fjord_conn_options *
             return -1;
         }
     }
-    if (SSL_set_fd(c->ssl, c->fd) != 1) {
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    setsockopt(c->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    c->bio_method = nosig_method();
+    BIO *bio = c->bio_method ? BIO_new(c->bio_method) : NULL;
+    if (bio == NULL) {
         ssl_error_text(buf, sizeof buf);
-        fjord_set_error(err, FJORD_ERR_TLS, "SSL_set_fd: %s", buf);
+        fjord_set_error(err, FJORD_ERR_NO_MEMORY, "cannot create the socket BIO: %s", buf);
         return -1;
     }
+    BIO_set_data(bio, (void *)(intptr_t)c->fd);
+    SSL_set_bio(c->ssl, bio, bio); /* the SSL owns the BIO from here */
     return 0;
 }
 
@@ -966,6 +1049,8 @@ void fjord_close(fjord_conn *c)
         SSL_free(c->ssl);
     if (c->ctx)
         SSL_CTX_free(c->ctx);
+    if (c->bio_method)
+        BIO_meth_free(c->bio_method);
     if (c->fd >= 0)
         close(c->fd);
     fjord_frame *f = c->q_head;

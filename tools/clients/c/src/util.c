@@ -7,6 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
+const char *fjord_version(void)
+{
+    return FJORD_VERSION_STRING;
+}
+
 /* ----- errors ----------------------------------------------------------------------------- */
 
 void fjord_set_error(fjord_error *err, int code, const char *fmt, ...)
