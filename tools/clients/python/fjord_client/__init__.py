@@ -13,7 +13,7 @@ from .errors import *  # noqa: F401,F403 - one exception class per error code
 from .errors import __all__ as _errors_all
 from .murmur2 import murmur2, partition_for_key
 
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["Client", "Producer", "Subscription", "Connection", "make_ssl_context", "Record", "Header",
            "ConsumedRecord", "FetchResult", "RecordMetadata", "RecordFuture",
            "build_batch", "decode_batch", "crc32c", "murmur2", "partition_for_key", "ACKS", "EARLIEST",

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+from ._version import __version__
 from .batch import Record
 from .client import EARLIEST, LATEST, Client
 from .errors import BrokerError, FjordError
@@ -309,6 +310,7 @@ def build_parser():
     g.add_argument("--request-timeout-ms", type=int, default=30000, help="per-request timeout (default 30000)")
 
     p = argparse.ArgumentParser(prog=PROG, description="Fjord Python client")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("produce", parents=[common], help="produce JSON-lines records from stdin")

@@ -13,9 +13,10 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PKG_ROOT = os.path.abspath(os.path.join(HERE, ".."))
-sys.path.insert(0, PKG_ROOT)
 sys.path.insert(0, HERE)
+import pkgpath  # noqa: E402 - the source tree or the installed package
+
+PKG_ROOT = pkgpath.SUBPROCESS_CWD  # cwd of `python -m fjord_client` runs
 
 from broker_harness import client_for, require_broker  # noqa: E402
 
