@@ -53,6 +53,10 @@ struct fjord_conn {
     uint32_t max_receive;
     int timeout_ms;
     int dead;
+    uint64_t generation; /* 1 for the first connection, +1 per fjord_reconnect */
+    char *host;          /* what fjord_reconnect connects to again */
+    uint16_t port;
+    fjord_conn_options opts; /* strings are copies owned by the connection */
     fjord_error fatal;
     fjord_broker_info info;
 };
@@ -102,6 +106,11 @@ int fjord_conn_timeout(const fjord_conn *c)
 const fjord_broker_info *fjord_conn_broker(const fjord_conn *c)
 {
     return &c->info;
+}
+
+int fjord_conn_is_failed(const fjord_conn *c)
+{
+    return c->dead;
 }
 
 int fjord_conn_failed(const fjord_conn *c, fjord_error *err)
@@ -994,6 +1003,71 @@ static int protocol_handshake(fjord_conn *c, const char *client_id, int64_t dead
     return 0;
 }
 
+static char *dup_or_null(const char *text, int *failed)
+{
+    if (text == NULL)
+        return NULL;
+    char *d = strdup(text);
+    if (d == NULL)
+        *failed = 1;
+    return d;
+}
+
+/* TCP, TLS and the protocol handshake, on a connection whose transport is torn down. */
+static int conn_establish(fjord_conn *c, fjord_error *err)
+{
+    int64_t deadline = deadline_after(c->timeout_ms);
+    c->fd = tcp_connect(c->host, c->port, deadline, err);
+    if (c->fd < 0)
+        return -1;
+    if (tls_setup(c, c->host, &c->opts, err) < 0)
+        return -1;
+    if (tls_handshake(c, c->host, c->port, deadline, err) < 0)
+        return -1;
+    const char *client_id = c->opts.client_id ? c->opts.client_id : "libfjord";
+    if (protocol_handshake(c, client_id, deadline, err) < 0)
+        return -1;
+    c->generation++;
+    return 0;
+}
+
+/* Frees the socket, TLS state, queued frames and streams; keeps the configuration. */
+static void conn_teardown(fjord_conn *c, int polite)
+{
+    if (c->ssl && polite && !c->dead && SSL_is_init_finished(c->ssl)) {
+        /* Send what is queued (cancels, END_STREAMs), briefly. */
+        if (c->out_len > c->out_off)
+            pump(c, -1, 1000, 0, 0);
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* close_notify; do not wait for the broker's */
+    }
+    ERR_clear_error();
+    if (c->ssl)
+        SSL_free(c->ssl);
+    if (c->ctx)
+        SSL_CTX_free(c->ctx);
+    if (c->bio_method)
+        BIO_meth_free(c->bio_method);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->ssl = NULL;
+    c->ctx = NULL;
+    c->bio_method = NULL;
+    c->fd = -1;
+    fjord_frame *f = c->q_head;
+    while (f) {
+        fjord_frame *next = f->next;
+        fjord_frame_free(f);
+        f = next;
+    }
+    c->q_head = c->q_tail = NULL;
+    c->n_streams = 0;
+    c->out_off = c->out_len = 0;
+    c->in_off = c->in_len = 0;
+    c->write_wants = 0;
+    c->read_wants = POLLIN;
+}
+
 fjord_conn *fjord_connect(const char *host, uint16_t port, const fjord_conn_options *opts, fjord_error *err)
 {
     fjord_conn_options defaults;
@@ -1016,51 +1090,57 @@ fjord_conn *fjord_connect(const char *host, uint16_t port, const fjord_conn_opti
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->max_receive = opts->max_receive_bytes ? opts->max_receive_bytes : DEFAULT_MAX_RECEIVE;
     c->read_wants = POLLIN;
-    int64_t deadline = deadline_after(c->timeout_ms);
-
-    c->fd = tcp_connect(host, port, deadline, err);
-    if (c->fd < 0)
-        goto fail;
-    if (tls_setup(c, host, opts, err) < 0)
-        goto fail;
-    if (tls_handshake(c, host, port, deadline, err) < 0)
-        goto fail;
-    if (protocol_handshake(c, opts->client_id ? opts->client_id : "libfjord", deadline, err) < 0)
-        goto fail;
+    c->port = port;
+    int failed = 0;
+    c->host = dup_or_null(host, &failed);
+    c->opts = *opts;
+    c->opts.ca_file = dup_or_null(opts->ca_file, &failed);
+    c->opts.cert_file = dup_or_null(opts->cert_file, &failed);
+    c->opts.key_file = dup_or_null(opts->key_file, &failed);
+    c->opts.client_id = dup_or_null(opts->client_id, &failed);
+    if (failed) {
+        fjord_set_error(err, FJORD_ERR_NO_MEMORY, "out of memory");
+        fjord_close(c);
+        return NULL;
+    }
+    if (conn_establish(c, err) < 0) {
+        fjord_close(c);
+        return NULL;
+    }
     return c;
-fail:
-    fjord_close(c);
-    return NULL;
+}
+
+int fjord_reconnect(fjord_conn *c, fjord_error *err)
+{
+    fjord_clear_error(err);
+    conn_teardown(c, 1);
+    c->dead = 0;
+    fjord_clear_error(&c->fatal);
+    if (conn_establish(c, err) < 0) {
+        conn_teardown(c, 0);
+        conn_fail(c, err ? err->code : FJORD_ERR_IO, "reconnecting failed: %s", err ? err->message : "");
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t fjord_conn_generation(const fjord_conn *c)
+{
+    return c->generation;
 }
 
 void fjord_close(fjord_conn *c)
 {
     if (c == NULL)
         return;
-    if (c->ssl && !c->dead && SSL_is_init_finished(c->ssl)) {
-        /* Send what is queued (cancels, END_STREAMs), briefly. */
-        if (c->out_len > c->out_off)
-            pump(c, -1, 1000, 0, 0);
-        ERR_clear_error();
-        SSL_shutdown(c->ssl); /* close_notify; do not wait for the broker's */
-    }
-    ERR_clear_error();
-    if (c->ssl)
-        SSL_free(c->ssl);
-    if (c->ctx)
-        SSL_CTX_free(c->ctx);
-    if (c->bio_method)
-        BIO_meth_free(c->bio_method);
-    if (c->fd >= 0)
-        close(c->fd);
-    fjord_frame *f = c->q_head;
-    while (f) {
-        fjord_frame *next = f->next;
-        fjord_frame_free(f);
-        f = next;
-    }
+    conn_teardown(c, 1);
     free(c->streams);
     free(c->out);
     free(c->in);
+    free(c->host);
+    free((char *)(uintptr_t)c->opts.ca_file);
+    free((char *)(uintptr_t)c->opts.cert_file);
+    free((char *)(uintptr_t)c->opts.key_file);
+    free((char *)(uintptr_t)c->opts.client_id);
     free(c);
 }

@@ -51,11 +51,13 @@ DecodedBatch = namedtuple("DecodedBatch", "base_offset partition_leader_epoch lo
                                           "record_count first_timestamp max_timestamp records size")
 
 
-def build_batch(records):
+def build_batch(records, producer_id=-1, producer_epoch=-1, base_sequence=-1):
     """Serialize `records` (a non-empty sequence of Record) into one RecordBatch with its CRC32C set.
 
     Built with the generated `RecordBatch` (every header field set, so all 12 are written in field
     order), then the CRC32C of bytes [28, end) is written little-endian at bytes [24, 28).
+    An idempotent producer passes its `producer_id`, `producer_epoch` and the batch's
+    `base_sequence` (protocol.md §6); the defaults (-1) make a batch that is not idempotent.
     """
     records = list(records)
     if not records:
@@ -65,7 +67,7 @@ def build_batch(records):
         base_offset=0, partition_leader_epoch=0, log_append_time=-1, crc32c=0, magic=MAGIC,
         compression=records_pb2.COMPRESSION_CODEC_NONE, record_count=len(records),
         first_timestamp=first, max_timestamp=max(r.timestamp for r in records),
-        producer_id=-1, producer_epoch=-1, base_sequence=-1)
+        producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=base_sequence)
     for r in records:
         rec = pb.records.add()
         rec.timestamp_delta = r.timestamp - first

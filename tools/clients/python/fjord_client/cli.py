@@ -200,6 +200,9 @@ def _consume_subscribe(client, args, starts, timeout, limit):
             except queue.Empty:
                 break
             if item[0] == "error":
+                if item[1].can_resume(item[2]):
+                    item[1].resume()  # the connection was lost or the broker restarts: go on where it stopped
+                    continue
                 return _fail("partition %d: %s" % (item[1].partition, item[2]))
             _, sub, records, spent = item
             for r in records:

@@ -109,6 +109,9 @@ class FakeBroker:
             send(f.stream_id, m, fr.END_STREAM, resp)
         elif m == C.METHOD_LIST_TOPICS:
             pass  # never answered: the client times out and cancels
+        elif m == C.METHOD_INIT_PRODUCER_ID:  # a new id each time (the fake does not check sequences)
+            send(f.stream_id, m, fr.END_STREAM, log_pb2.InitProducerIdResponse(
+                producer_id=len(self.log) + 1, producer_epoch=0))
         elif m == C.METHOD_PRODUCE:
             if f.payload:
                 req = log_pb2.ProduceRequest.FromString(f.payload)
@@ -219,11 +222,19 @@ class ConnectionTest(unittest.TestCase):
         with self.assertRaises(errors.InvalidStreamError) as cm:
             self.client.describe_topic("kill")
         self.assertEqual(cm.exception.scope, "connection")
+        old = self.client.conn
+        self.assertTrue(old.closed)
         with self.assertRaises(errors.FjordError):
-            self.client.describe_topic("t")
+            old.call(C.METHOD_DESCRIBE_TOPIC, topics_pb2.DescribeTopicRequest(name="t"),
+                     topics_pb2.DescribeTopicResponse, timeout=1)
+        # The client connects again for the next call.
+        self.assertEqual(self.client.describe_topic("t").name, "t")
+        self.assertEqual(self.client.reconnects, 1)
+        self.assertIsNot(self.client.conn, old)
 
     def test_produce_matches_answers_and_errors(self):
-        with self.client.producer(acks="leader") as p:
+        # Not idempotent (the fake broker has no InitProducerId); no linger: f0 and f3 share a batch.
+        with self.client.producer(acks="leader", idempotent=False, linger=None) as p:
             f0 = p.send("t", Record(b"a"), partition=0)
             f1 = p.send("t", Record(b"b"), partition=1)
             f2 = p.send("t", Record(b"c"), partition=2)
@@ -238,7 +249,7 @@ class ConnectionTest(unittest.TestCase):
         self.assertEqual([decode_batch(b).base_offset for _, b in self.broker.log], [0, 0, 2])
 
     def test_acks_none_completes_at_end_of_stream(self):
-        p = self.client.producer(acks="none")
+        p = self.client.producer(acks="none", linger=None)
         futs = [p.send("t", Record(b"x%d" % i, key=b"k%d" % i)) for i in range(20)]
         p.close(5)
         # The fake answers partition 2 with an error even under acks none; the rest succeed silently.

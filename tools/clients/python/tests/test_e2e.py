@@ -185,7 +185,7 @@ class EndToEndTest(unittest.TestCase):
         name = self.topic()
         with self.c.producer() as p:
             self.assertEqual(p.send(name, Record(b"one"), partition=0).result(10).offset, 0)
-            bad = p._ensure_stream()
+            bad = p._current_stream()
             # field 1 (topic) as a varint: wrong wire type -> the whole stream fails MALFORMED_MESSAGE
             bad.send(b"\x08\x01")
             deadline = time.monotonic() + 10
