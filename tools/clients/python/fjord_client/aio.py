@@ -68,19 +68,23 @@ class AsyncClient:
         await self._run(self.client.delete_topic, name)
 
     async def list_topics(self) -> List[str]:
-        return await self._run(self.client.list_topics)
+        names: List[str] = await self._run(self.client.list_topics)
+        return names
 
     async def describe_topic(self, name: str) -> Any:
         return await self._run(self.client.describe_topic, name)
 
     async def partition_count(self, topic: str, refresh: bool = False) -> int:
-        return await self._run(self.client.partition_count, topic, refresh)
+        n: int = await self._run(self.client.partition_count, topic, refresh)
+        return n
 
     async def list_offsets(self, requests: Sequence[Tuple[str, int, int]]) -> List[int]:
-        return await self._run(self.client.list_offsets, requests)
+        offsets: List[int] = await self._run(self.client.list_offsets, requests)
+        return offsets
 
     async def fetch(self, topic: str, partition: int, offset: int, **kwargs: Any) -> FetchResult:
-        return await self._run(self.client.fetch, topic, partition, offset, **kwargs)
+        result: FetchResult = await self._run(self.client.fetch, topic, partition, offset, **kwargs)
+        return result
 
     # ---- produce and consume -------------------------------------------------------------------
     def producer(self, acks: str = "leader", **kwargs: Any) -> "AsyncProducer":
@@ -144,7 +148,11 @@ class AsyncProducer:
         loop = asyncio.get_running_loop()
         done: "asyncio.Future[RecordMetadata]" = loop.create_future()
         rf = p.send(topic, record, partition=partition)
-        rf.add_done_callback(lambda f: loop.call_soon_threadsafe(_settle, done, f))
+
+        def on_done(f: RecordFuture) -> None:
+            loop.call_soon_threadsafe(_settle, done, f)
+
+        rf.add_done_callback(on_done)
         return done
 
     async def send_and_wait(self, topic: str, record: Record, partition: Optional[int] = None) -> RecordMetadata:

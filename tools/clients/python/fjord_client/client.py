@@ -3,9 +3,12 @@ import collections
 import itertools
 import queue
 import random
+import ssl
 import threading
 import time
 from concurrent.futures import Future
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, TypeVar, Union)
 
 from . import frames as fr
 from .batch import ConsumedRecord, Record, build_batch, records_from_batch_set
@@ -22,8 +25,20 @@ EARLIEST = -2
 LATEST = -1
 NO_EPOCH = -1
 
-FetchResult = collections.namedtuple(
-    "FetchResult", "topic partition records high_watermark log_start_offset next_offset error")
+T = TypeVar("T")
+
+
+class FetchResult(NamedTuple):
+    """One partition's part of a fetch: its records (at or after the requested offset), where the
+    next fetch continues (`next_offset`), and its error (None, or the BrokerError not raised)."""
+
+    topic: str
+    partition: int
+    records: List[ConsumedRecord]
+    high_watermark: int
+    log_start_offset: int
+    next_offset: int
+    error: Optional[BrokerError]
 
 # Unary calls that read only, so that sending them again is harmless: retried (with a new
 # connection if the old one was lost) until the call's timeout.
@@ -49,9 +64,10 @@ class Client:
     the CRC32C (the offset checks stay); each fetch/subscribe call may override it.
     """
 
-    def __init__(self, broker="127.0.0.1:7420", ca=None, cert=None, key=None, plaintext=False,
-                 server_hostname=None, client_id="fjord-python", timeout=30.0, ssl_context=None,
-                 check_crcs=True, reconnect_backoff=0.05, reconnect_backoff_max=2.0):
+    def __init__(self, broker: str = "127.0.0.1:7420", ca: Optional[str] = None, cert: Optional[str] = None,
+                 key: Optional[str] = None, plaintext: bool = False, server_hostname: Optional[str] = None,
+                 client_id: str = "fjord-python", timeout: float = 30.0, ssl_context: Optional[ssl.SSLContext] = None,
+                 check_crcs: bool = True, reconnect_backoff: float = 0.05, reconnect_backoff_max: float = 2.0) -> None:
         host, port = parse_hostport(broker)
         if plaintext:
             ctx = None
@@ -60,24 +76,24 @@ class Client:
         self.timeout = timeout
         self.check_crcs = bool(check_crcs)
         self.reconnect_backoff, self.reconnect_backoff_max = reconnect_backoff, reconnect_backoff_max
-        self._connect_args = dict(host=host, port=port, ssl_context=ctx, server_hostname=server_hostname,
+        self._connect_args: Dict[str, Any] = dict(host=host, port=port, ssl_context=ctx, server_hostname=server_hostname,
                                   client_id=client_id, connect_timeout=min(timeout, 30.0))
         self._conn_lock = threading.Lock()
         self._closed = False
         self.reconnects = 0  # connections made after the first
         self.conn = Connection(**self._connect_args)
         self.handshake = self.conn.handshake
-        self._partition_counts = {}
+        self._partition_counts: Dict[str, int] = {}
 
     # ---- lifecycle ----
-    def close(self):
+    def close(self) -> None:
         """Close the connection; calls in progress fail with ConnectionClosedError."""
         with self._conn_lock:
             self._closed = True
             conn = self.conn
         conn.close()
 
-    def _connection(self):
+    def _connection(self) -> Connection:
         """The live connection: the current one, or a new one if it was lost (one attempt; callers
         retry with backoff). Streams of a lost connection have failed with ConnectionClosedError."""
         with self._conn_lock:
@@ -89,22 +105,24 @@ class Client:
                 self.reconnects += 1
             return self.conn
 
-    def _backoff(self, attempt):
+    def _backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1, 2, ...): exponential, capped, jittered."""
-        base = min(self.reconnect_backoff_max, self.reconnect_backoff * (2 ** min(attempt - 1, 16)))
-        return base * (0.5 + random.random() / 2)
+        base = min(self.reconnect_backoff_max, self.reconnect_backoff * (1 << min(attempt - 1, 16)))
+        return float(base * (0.5 + random.random() / 2))
 
-    def __enter__(self):
+    def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     @property
-    def cluster_id(self):
+    def cluster_id(self) -> str:
+        """The cluster id the broker reported in the handshake."""
         return self.handshake.cluster_id
 
-    def _call(self, method, request, response_type, timeout=None, retry=None):
+    def _call(self, method: int, request: Any, response_type: Callable[[], T], timeout: Optional[float] = None,
+              retry: Optional[bool] = None) -> T:
         """A unary call. Read-only methods (and `retry=True`) are retried after a lost connection
         or a retriable error (NOT_LEADER, BROKER_SHUTTING_DOWN, ...) until `timeout` has passed;
         UNKNOWN_TOPIC_OR_PARTITION is raised at once."""
@@ -114,7 +132,7 @@ class Client:
         return self._retrying(lambda left: self._connection().call(method, request, response_type, left),
                               timeout, retry)
 
-    def _retrying(self, attempt_fn, timeout, retry=True):
+    def _retrying(self, attempt_fn: Callable[[float], T], timeout: float, retry: bool = True) -> T:
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
@@ -129,44 +147,49 @@ class Client:
                 time.sleep(pause)
 
     # ---- topics ----
-    def create_topic(self, name, partitions=1, configs=None):
+    def create_topic(self, name: str, partitions: int = 1, configs: Optional[Mapping[str, str]] = None) -> Any:
         """Create a topic; returns its TopicInfo. TopicAlreadyExistsError if it exists."""
         req = topics_pb2.CreateTopicRequest(name=name, partitions=partitions, configs=configs or {})
         info = self._call(M.METHOD_CREATE_TOPIC, req, topics_pb2.CreateTopicResponse).topic
         self._partition_counts[name] = len(info.partitions)
         return info
 
-    def delete_topic(self, name):
+    def delete_topic(self, name: str) -> None:
+        """Delete the topic and its data."""
         self._call(M.METHOD_DELETE_TOPIC, topics_pb2.DeleteTopicRequest(name=name), topics_pb2.DeleteTopicResponse)
         self._partition_counts.pop(name, None)
 
-    def list_topics(self):
+    def list_topics(self) -> List[str]:
         """All topic names, sorted."""
         return list(self._call(M.METHOD_LIST_TOPICS, topics_pb2.ListTopicsRequest(), topics_pb2.ListTopicsResponse).names)
 
-    def describe_topic(self, name):
+    def describe_topic(self, name: str) -> Any:
         """The topic's TopicInfo (partitions with leader, epoch, log start, high watermark; configs)."""
         info = self._call(M.METHOD_DESCRIBE_TOPIC, topics_pb2.DescribeTopicRequest(name=name),
                           topics_pb2.DescribeTopicResponse).topic
         self._partition_counts[name] = len(info.partitions)
         return info
 
-    def create_partitions(self, name, total_partitions):
+    def create_partitions(self, name: str, total_partitions: int) -> Any:
+        """Raise the topic's partition count to `total_partitions`; returns its TopicInfo."""
         req = topics_pb2.CreatePartitionsRequest(name=name, total_partitions=total_partitions)
         info = self._call(M.METHOD_CREATE_PARTITIONS, req, topics_pb2.CreatePartitionsResponse).topic
         self._partition_counts[name] = len(info.partitions)
         return info
 
-    def alter_topic_config(self, name, set=None, remove=()):  # noqa: A002 - mirrors the proto field
+    def alter_topic_config(self, name: str, set: Optional[Mapping[str, str]] = None,  # noqa: A002 - the proto field
+                           remove: Iterable[str] = ()) -> Any:
+        """Set and remove topic configuration keys; returns the TopicInfo."""
         req = topics_pb2.AlterTopicConfigRequest(name=name, set=set or {}, remove=list(remove))
         return self._call(M.METHOD_ALTER_TOPIC_CONFIG, req, topics_pb2.AlterTopicConfigResponse).topic
 
-    def get_metadata(self, topics=()):
+    def get_metadata(self, topics: Iterable[str] = ()) -> Any:
         """GetMetadataResponse; a missing topic has `error` set in its TopicMetadata (not raised)."""
         return self._call(M.METHOD_GET_METADATA, topics_pb2.GetMetadataRequest(topics=list(topics)),
                           topics_pb2.GetMetadataResponse)
 
-    def partition_count(self, topic, refresh=False):
+    def partition_count(self, topic: str, refresh: bool = False) -> int:
+        """The topic's partition count (cached; `refresh` asks the broker again)."""
         if refresh or topic not in self._partition_counts:
             md = self.get_metadata([topic])
             tm = md.topics[0]
@@ -176,32 +199,36 @@ class Client:
         return self._partition_counts[topic]
 
     # ---- offsets ----
-    def list_offsets(self, requests):
+    def list_offsets(self, requests: Sequence[Tuple[str, int, int]]) -> List[int]:
         """requests: [(topic, partition, timestamp)] with timestamp EARLIEST (-2), LATEST (-1) or ms.
         Returns the offsets in order; -1 for a timestamp after every record. Raises a partition's error."""
         req = log_pb2.ListOffsetsRequest(partitions=[
             log_pb2.ListOffsetsPartition(topic=t, partition=p, timestamp=ts, leader_epoch=NO_EPOCH)
             for t, p, ts in requests])
         resp = self._call(M.METHOD_LIST_OFFSETS, req, log_pb2.ListOffsetsResponse)
-        out = []
+        out: List[int] = []
         for r in resp.partitions:
             if r.HasField("error") and r.error.code:
                 raise error_from_proto(r.error, scope="partition")
             out.append(r.offset)
         return out
 
-    def list_offset(self, topic, partition, timestamp):
+    def list_offset(self, topic: str, partition: int, timestamp: int) -> int:
+        """ListOffsets for one partition (EARLIEST, LATEST or a time in ms)."""
         return self.list_offsets([(topic, partition, timestamp)])[0]
 
-    def earliest_offset(self, topic, partition):
+    def earliest_offset(self, topic: str, partition: int) -> int:
+        """The partition's log start offset."""
         return self.list_offset(topic, partition, EARLIEST)
 
-    def latest_offset(self, topic, partition):
+    def latest_offset(self, topic: str, partition: int) -> int:
+        """The partition's log end offset (the offset the next record gets)."""
         return self.list_offset(topic, partition, LATEST)
 
     # ---- fetch ----
-    def fetch_many(self, partitions, max_wait_ms=500, min_bytes=1, max_bytes=0, partition_max_bytes=0,
-                   check_crcs=None, timeout=None):
+    def fetch_many(self, partitions: Sequence[Tuple[str, int, int]], max_wait_ms: int = 500, min_bytes: int = 1,
+                   max_bytes: int = 0, partition_max_bytes: int = 0, check_crcs: Optional[bool] = None,
+                   timeout: Optional[float] = None) -> List[FetchResult]:
         """Long-poll fetch of several partitions: partitions = [(topic, partition, offset)].
         Returns one FetchResult per entry (error set rather than raised for a partition error);
         records below the requested offset are skipped.
@@ -216,7 +243,7 @@ class Client:
             req.partitions.add(topic=t, partition=p, offset=off, leader_epoch=NO_EPOCH, max_bytes=partition_max_bytes)
         wait = (timeout if timeout is not None else self.timeout) + max_wait_ms / 1000.0
 
-        def attempt(left):
+        def attempt(left: float) -> fr.Frame:
             stream = self._connection().open_stream(M.METHOD_FETCH)
             stream.send(req, end_stream=True)
             try:
@@ -232,11 +259,12 @@ class Client:
             raw_parts = submessages(payload, 1)
         except (WireError, Exception) as exc:  # noqa: BLE001
             raise ProtocolError("undecodable FetchResponse: %s" % exc) from None
-        results = []
+        results: List[FetchResult] = []
         for i, pr in enumerate(resp.partitions):
             want = partitions[i][2] if i < len(partitions) else 0
             err = error_from_proto(pr.error, scope="partition") if pr.HasField("error") and pr.error.code else None
-            records, next_offset = [], None
+            records: List[ConsumedRecord] = []
+            next_offset: Optional[int] = None
             if err is None and i < len(raw_parts):
                 s, e = raw_parts[i]
                 for rs, re_ in submessages(payload, 6, s, e):
@@ -250,7 +278,8 @@ class Client:
                                        next_offset if next_offset is not None else want, err))
         return results
 
-    def fetch(self, topic, partition, offset, max_wait_ms=500, min_bytes=1, max_bytes=0, check_crcs=None):
+    def fetch(self, topic: str, partition: int, offset: int, max_wait_ms: int = 500, min_bytes: int = 1,
+              max_bytes: int = 0, check_crcs: Optional[bool] = None) -> FetchResult:
         """Fetch one partition from `offset`; raises the partition's error (and BatchIntegrityError
         as fetch_many). Returns a FetchResult whose next_offset is where the next fetch should start."""
         r = self.fetch_many([(topic, partition, offset)], max_wait_ms, min_bytes, max_bytes, check_crcs=check_crcs)[0]
@@ -259,18 +288,21 @@ class Client:
         return r
 
     # ---- subscribe ----
-    def subscribe(self, topic, partition, offset, credit_bytes=1 << 20, max_bytes=0, sink=None, check_crcs=None):
+    def subscribe(self, topic: str, partition: int, offset: int, credit_bytes: int = 1 << 20, max_bytes: int = 0,
+                  sink: Any = None, check_crcs: Optional[bool] = None, resume_timeout: Optional[float] = None
+                  ) -> "Subscription":
         """Open a Subscription: the broker pushes records from `offset` under byte credit. Batches
         are checked as in fetch_many (`check_crcs` default: the client's setting)."""
         return Subscription(self, topic, partition, offset, credit_bytes, max_bytes, sink,
-                            self.check_crcs if check_crcs is None else check_crcs)
+                            self.check_crcs if check_crcs is None else check_crcs, resume_timeout)
 
     # ---- produce ----
-    def producer(self, acks="leader", **kwargs):
+    def producer(self, acks: Union[str, int] = "leader", **kwargs: Any) -> Producer:
         """A Producer (see its docstring for the options: idempotent, linger, delivery_timeout, ...)."""
         return Producer(self, acks=acks, **kwargs)
 
-    def produce(self, topic, records, partition=None, acks="leader", timeout=None):
+    def produce(self, topic: str, records: Iterable[Record], partition: Optional[int] = None,
+                acks: Union[str, int] = "leader", timeout: Optional[float] = None) -> List[RecordMetadata]:
         """Produce records and wait: returns one RecordMetadata per record (offset -1 with acks none).
         Keyed records without `partition` go to the murmur2 partition; unkeyed ones to one partition."""
         with self.producer(acks=acks) as p:
@@ -303,15 +335,15 @@ class Subscription:
     A sink's reader does the same by calling `resume()` when `can_resume(error)` is true.
     """
 
-    def __init__(self, client, topic, partition, offset, credit_bytes, max_bytes, sink, check_crcs,
-                 resume_timeout=None):
+    def __init__(self, client: Client, topic: str, partition: int, offset: int, credit_bytes: int, max_bytes: int,
+                 sink: Any, check_crcs: bool, resume_timeout: Optional[float] = None) -> None:
         if credit_bytes <= 0:
             raise ValueError("credit_bytes must be positive")
         self.client = client
         self.topic, self.partition = topic, partition
         self.next_offset = offset
-        self.high_watermark = None
-        self.log_start_offset = None
+        self.high_watermark: Optional[int] = None
+        self.log_start_offset: Optional[int] = None
         self.check_crcs = check_crcs
         self.credit_bytes, self.max_bytes = credit_bytes, max_bytes
         self.resume_timeout = client.timeout if resume_timeout is None else resume_timeout
@@ -319,14 +351,14 @@ class Subscription:
         self._start_offset = offset
         self._continues = False  # a batch has arrived: the next must start at next_offset
         self._sink = sink
-        self._queue = queue.Queue() if sink is None else None
-        self._buffer = collections.deque()
+        self._queue: Optional["queue.Queue[Any]"] = queue.Queue() if sink is None else None
+        self._buffer: "collections.deque[ConsumedRecord]" = collections.deque()
         self._closed = False
-        self.error = None
-        self.stream = None
+        self.error: Optional[BaseException] = None
+        self.stream: Any = None
         self._open(client._connection())
 
-    def _open(self, conn):
+    def _open(self, conn: Connection) -> None:
         """Subscribe from next_offset on `conn` (the first time: the requested offset)."""
         self._start_offset = self.next_offset
         self._continues = False
@@ -336,18 +368,18 @@ class Subscription:
                                              leader_epoch=NO_EPOCH, credit_bytes=self.credit_bytes,
                                              max_bytes=self.max_bytes))
 
-    def can_resume(self, error):
+    def can_resume(self, error: BaseException) -> bool:
         """Whether a subscription that ended with `error` may be opened again (a lost connection or
         a retriable broker error other than UNKNOWN_TOPIC_OR_PARTITION)."""
         return not self._closed and is_retriable(error)
 
-    def resume(self):
+    def resume(self) -> None:
         """Subscribe again from next_offset, reconnecting if needed, retrying with backoff for
         `resume_timeout` s (then the last error is raised)."""
         self.client._retrying(lambda _left: self._open(self.client._connection()), self.resume_timeout)
         self.resumes += 1
 
-    def _on_frame(self, stream, item):  # I/O thread
+    def _on_frame(self, stream: Any, item: Any) -> None:  # I/O thread
         if stream is not self.stream:
             return  # a stream this subscription replaced
         if isinstance(item, BaseException):
@@ -359,7 +391,7 @@ class Subscription:
         try:
             resp = log_pb2.SubscribeResponse.FromString(item.payload)
             spent = 0
-            records = []
+            records: List[ConsumedRecord] = []
             next_offset, continues = self.next_offset, self._continues
             for s, e in submessages(item.payload, 1):
                 spent += e - s
@@ -378,10 +410,12 @@ class Subscription:
             return
         self._emit(("records", self, records, spent))
 
-    def _emit(self, item):
-        (self._sink if self._sink is not None else self._queue).put(item)
+    def _emit(self, item: Any) -> None:
+        target = self._sink if self._sink is not None else self._queue
+        assert target is not None
+        target.put(item)
 
-    def grant(self, nbytes):
+    def grant(self, nbytes: int) -> None:
         """Add `nbytes` of credit (SubscribeCredit)."""
         if nbytes > 0 and not self.stream.closed:
             try:
@@ -389,9 +423,9 @@ class Subscription:
             except FjordError:
                 pass
 
-    def poll(self, timeout=None):
+    def poll(self, timeout: Optional[float] = None) -> List[ConsumedRecord]:
         """Records available within `timeout` s (possibly []), raising the stream's error if it ended."""
-        if self._sink is not None:
+        if self._queue is None:
             raise RuntimeError("this subscription delivers to its sink")
         if self._buffer:
             out = list(self._buffer)
@@ -413,24 +447,25 @@ class Subscription:
             _, _, records, spent = item
             self.grant(spent)
             if records:
-                return records
+                out = list(records)
+                return out
             if deadline is not None and time.monotonic() >= deadline:
                 return []
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ConsumedRecord]:
         while True:
             for r in self.poll():
                 yield r
 
-    def close(self):
+    def close(self) -> None:
         """CANCEL the stream."""
         self._closed = True
         self.stream.cancel()
 
-    def __enter__(self):
+    def __enter__(self) -> "Subscription":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import Future
 from typing import (Any, Callable, Deque, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple,
-                    Union)
+                    Union, cast)
 
 from . import frames as fr
 from .batch import Record, build_batch
@@ -485,7 +485,7 @@ class Producer:
         for b in batches:
             if b.data is None:
                 try:
-                    if self.idempotent:
+                    if self.idempotent and b.seq is not None:
                         b.data = build_batch(b.records, self.producer_id, b.epoch, b.seq)
                     else:
                         b.data = build_batch(b.records)
@@ -494,7 +494,7 @@ class Producer:
                     continue
             b.stream = stream
             req = log_pb2.ProduceRequest(topic=b.topic, partition=b.partition, leader_epoch=NO_EPOCH,
-                                         acks=self.acks, request_id=b.rid, batch=b.data)
+                                         acks=cast(Any, self.acks), request_id=b.rid, batch=b.data)
             stream.send(req)
 
     def _refused(self, b: _Batch, exc: BaseException) -> None:
@@ -548,7 +548,7 @@ class Producer:
 
     def _backoff(self) -> float:
         self._attempt += 1
-        return min(self.retry_backoff_max, self.retry_backoff * (2 ** min(self._attempt - 1, 16)))
+        return float(min(self.retry_backoff_max, self.retry_backoff * (1 << min(self._attempt - 1, 16))))
 
     def _prepare_retry(self) -> None:
         """Every batch in flight goes back to the front of its partition's queue, unchanged (same
