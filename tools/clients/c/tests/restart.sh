@@ -81,13 +81,15 @@ acked() { sed -n 's/^acked \([0-9]*\)$/\1/p' "$tmp/check.out" | tail -1; }
 killed=0
 for cycle in $(seq 1 "$cycles"); do
     target=$((records * cycle / (cycles + 1)))
-    for _ in $(seq 1 1200); do
+    for _ in $(seq 1 2400); do
         a=$(acked)
         [[ -n "$a" && "$a" -ge "$target" ]] && break
         kill -0 "$check_pid" 2>/dev/null || break
-        sleep 0.05
+        sleep 0.02
     done
+    # Only while it produces (not while it reads back), and only once.
     kill -0 "$check_pid" 2>/dev/null || break
+    grep -q '^produced$' "$tmp/check.out" && break
     kill -KILL "$broker_pid"
     wait "$broker_pid" 2>/dev/null
     killed=$((killed + 1))

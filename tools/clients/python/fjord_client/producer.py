@@ -179,6 +179,8 @@ class Producer:
         self.retry_backoff, self.retry_backoff_max = retry_backoff, retry_backoff_max
         self.retry_unknown_topic = retry_unknown_topic
         self.producer_id, self.producer_epoch = -1, NO_EPOCH
+        self.retries = 0      # times the unanswered batches were sent again
+        self.duplicates = 0   # batches the broker answered as duplicates of ones it had
 
         self._cv = threading.Condition()
         self._open: Dict[Tuple[str, int], _Batch] = {}        # open batches (taking records)
@@ -555,6 +557,7 @@ class Producer:
         sequence numbers); the old stream is cancelled; after a backoff they are sent again."""
         with self._cv:
             self._retry = None
+            self.retries += 1
             stream = self._stream
             self._stream = None
             for part in self._parts.values():
@@ -645,6 +648,8 @@ class Producer:
         err = error_from_proto(resp.error, scope="partition") if resp.HasField("error") and resp.error.code else None
         if err is None:
             self._attempt = 0
+            if resp.duplicate:
+                self.duplicates += 1
             self._release(b, part)
             self._done(b, resp.base_offset)
             return
