@@ -4,7 +4,8 @@
 #   the SONAME; the README's example built with one `cc ... $(pkg-config --cflags --libs fjord)`
 #   line and run; restart-check built against the installed library; then, with FJORD_BIN set,
 #   the example against a real broker, the end-to-end test with the installed programs and the
-#   kill/restart test with the installed-library restart-check.
+#   kill/restart test with the installed-library restart-check. FJORD_C_PREFIX=DIR installs there
+#   (and keeps it) instead of a temporary prefix.
 # Prints "ok - ..." / "not ok - ..." and "install: N passed, M failed" last.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,8 @@ ok() { pass=$((pass + 1)); echo "ok - $1"; }
 not_ok() { fail=$((fail + 1)); echo "not ok - $1"; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-prefix="$tmp/prefix"
+# FJORD_C_PREFIX keeps the installation (CI runs the interop test with its programs afterwards).
+prefix=${FJORD_C_PREFIX:-$tmp/prefix}
 
 if make -s -C "$src" install PREFIX="$prefix" >"$tmp/install.log" 2>&1; then ok "make install PREFIX=$prefix"; else
     not_ok "make install"
