@@ -1,7 +1,7 @@
 """Record batches (docs/storage-format.md): building with CRC32C, parsing and checking fetched ones."""
 import struct
 import time
-from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .crc32c import crc32c
 from .errors import BatchIntegrityError, CrcMismatchError, OffsetGapError
@@ -40,9 +40,9 @@ class Record:
 
     def __init__(self, value: Optional[BytesLike], key: Optional[BytesLike] = None,
                  headers: Iterable[Tuple[str, Optional[BytesLike]]] = (), timestamp: Optional[int] = None) -> None:
-        self.value = None if value is None else bytes(value)
-        self.key = None if key is None else bytes(key)
-        self.headers = [Header(k, None if v is None else bytes(v)) for k, v in headers]
+        self.value = value if value is None or type(value) is bytes else bytes(value)
+        self.key = key if key is None or type(key) is bytes else bytes(key)
+        self.headers = [Header(k, None if v is None else bytes(v)) for k, v in headers] if headers else []
         self.timestamp = int(time.time() * 1000) if timestamp is None else int(timestamp)
 
     def __repr__(self) -> str:
@@ -147,6 +147,15 @@ def decode_batch(data: BytesLike, check_crc: bool = True, topic: Optional[str] =
     of bytes [28, end) is reported as a CrcMismatchError), the 12 header tags, magic, compression
     and record count. `topic` and `partition` only name the batch in errors."""
     data = bytes(data)
+    pb, stored_crc = _checked_batch(data, check_crc, topic, partition)
+    out: List[DecodedRecord] = [(c.offset, c.timestamp, c.key, c.value, c.headers)
+                                for c in _consumed(pb, topic or "", partition or 0, None)]
+    return DecodedBatch(pb.base_offset, pb.partition_leader_epoch, pb.log_append_time, stored_crc,
+                        pb.record_count, pb.first_timestamp, pb.max_timestamp, out, len(data))
+
+
+def _checked_batch(data: bytes, check_crc: bool, topic: Optional[str], partition: Optional[int]) -> Tuple[Any, int]:
+    """(the parsed RecordBatch, its stored CRC) after every check of decode_batch."""
     if len(data) < HEADER_BYTES:
         raise CorruptBatchError("batch of %d bytes is shorter than the %d-byte header" % (len(data), HEADER_BYTES),
                                 topic=topic, partition=partition)
@@ -173,14 +182,33 @@ def decode_batch(data: BytesLike, check_crc: bool = True, topic: Optional[str] =
         raise corrupt("compression codec %d is not supported" % pb.compression)
     if pb.record_count < 1 or len(pb.records) != pb.record_count:
         raise corrupt("record_count %d but %d records" % (pb.record_count, len(pb.records)))
-    out: List[DecodedRecord] = []
-    for i, r in enumerate(pb.records):
-        out.append((pb.base_offset + i, pb.first_timestamp + r.timestamp_delta,
-                    r.key if r.HasField("key") else None,
-                    r.value if r.HasField("value") else None,
-                    [Header(h.key, h.value if h.HasField("value") else None) for h in r.headers]))
-    return DecodedBatch(pb.base_offset, pb.partition_leader_epoch, pb.log_append_time, stored_crc,
-                        pb.record_count, pb.first_timestamp, pb.max_timestamp, out, len(data))
+    return pb, stored_crc
+
+
+def _consumed(pb: Any, topic: str, partition: int, min_offset: Optional[int]) -> List[ConsumedRecord]:
+    """The records of a parsed batch at or after min_offset (None: all). ListFields() gives only
+    the fields present, in one call per record: a field absent is a null key or value."""
+    out: List[ConsumedRecord] = []
+    append = out.append
+    new = tuple.__new__  # ConsumedRecord's generated __new__ costs more than the rest of the loop
+    offset = pb.base_offset
+    first = pb.first_timestamp
+    skip = 0 if min_offset is None else max(0, min_offset - offset)
+    records = pb.records
+    for i in range(skip, len(records)):
+        ts, key, value, headers = first, None, None, []
+        for fd, v in records[i].ListFields():
+            n = fd.number
+            if n == 3:
+                value = v
+            elif n == 1:
+                ts += v
+            elif n == 2:
+                key = v
+            elif n == 4:
+                headers = [Header(h.key, h.value if h.HasField("value") else None) for h in v]
+        append(new(ConsumedRecord, (topic, partition, offset + i, ts, key, value, headers)))
+    return out
 
 
 def split_batch_set(buf: BytesLike, start: int = 0, end: Optional[int] = None) -> List[bytes]:
@@ -213,10 +241,10 @@ def records_from_batch_set(topic: str, partition: int, buf: BytesLike, start: in
     one holding the requested offset); None (or a negative offset) leaves the first batch
     unchecked. A batch that fails raises BatchIntegrityError (CrcMismatchError, OffsetGapError)
     and no record of the set is returned. The next offset is the last batch's base_offset + record_count (protocol.md, Fetch)."""
-    batches: List[DecodedBatch] = []
+    batches: List[Any] = []
     next_offset: Optional[int] = None
     for raw in split_batch_set(buf, start, end):
-        b = decode_batch(raw, check_crcs, topic, partition)
+        b, _ = _checked_batch(raw, check_crcs, topic, partition)
         if next_offset is not None:
             if b.base_offset != next_offset:
                 raise OffsetGapError(
@@ -236,8 +264,9 @@ def records_from_batch_set(topic: str, partition: int, buf: BytesLike, start: in
                     topic=topic, partition=partition, offset=b.base_offset, expected_offset=expected_offset)
         next_offset = b.base_offset + b.record_count
         batches.append(b)
-    records = [ConsumedRecord(topic, partition, off, ts, key, value, headers)
-               for b in batches for off, ts, key, value, headers in b.records if off >= min_offset]
+    records: List[ConsumedRecord] = []
+    for b in batches:
+        records += _consumed(b, topic, partition, min_offset)
     return records, next_offset
 
 

@@ -104,6 +104,8 @@ class _Partition:
 class RecordFuture:
     """The outcome of one record: `result()` -> RecordMetadata, or raises the batch's error."""
 
+    __slots__ = ("_batch", "topic", "partition", "index", "_producer")
+
     def __init__(self, batch: _Batch, index: int, producer: "Producer") -> None:
         self._batch = batch
         self.topic, self.partition, self.index = batch.topic, batch.partition, index
@@ -182,7 +184,9 @@ class Producer:
         self.retries = 0      # times the unanswered batches were sent again
         self.duplicates = 0   # batches the broker answered as duplicates of ones it had
 
-        self._cv = threading.Condition()
+        # One lock: `_lock` on the per-record path (a C-level RLock enter), `_cv` to wait on it.
+        self._lock = threading.RLock()
+        self._cv = threading.Condition(self._lock)
         self._open: Dict[Tuple[str, int], _Batch] = {}        # open batches (taking records)
         self._parts: Dict[Tuple[str, int], _Partition] = {}
         self._by_rid: Dict[int, _Batch] = {}
@@ -227,9 +231,11 @@ class Producer:
             partition = self.partition_for(topic, record)
         size = _estimate(record)
         key = (topic, partition)
-        with self._cv:
-            self._check_open()
-            self._wait_for_buffer(size)
+        with self._lock:
+            if self._closed:
+                raise FjordError("producer is closed")
+            if self._buffered and self._buffered + size > self.buffer_bytes:
+                self._wait_for_buffer(size)
             batch = self._open.get(key)
             if batch is not None and batch.records and batch.size + size > self.batch_bytes:
                 self._seal(key)
@@ -700,7 +706,10 @@ class Producer:
 
 
 def _estimate(record: Record) -> int:
-    n = 16 + (len(record.key) if record.key is not None else 0) + (len(record.value) if record.value is not None else 0)
+    key, value = record.key, record.value
+    n = 16 + (len(key) if key is not None else 0) + (len(value) if value is not None else 0)
+    if not record.headers:
+        return n
     for k, v in record.headers:
         n += 8 + len(k.encode("utf-8")) + (len(v) if v is not None else 0)
     return n
