@@ -464,6 +464,15 @@ int fjord_consumer_poll(fjord_consumer *c, int timeout_ms, fjord_message_set **o
                         fjord_error *err);
 /* Cancels every subscription and frees c. */
 void fjord_consumer_free(fjord_consumer *c);
+/* How many times the consumer subscribed again after a lost connection or a retriable error.
+ *
+ * Resuming: when the connection is lost (the broker restarts, the network drops),
+ * fjord_consumer_poll reconnects (fjord_reconnect, with backoff, for up to the connection's
+ * timeout or the poll's, whichever is longer) and subscribes every subscription again from the
+ * offset after the last record it handed out; a subscription the broker ends with a retriable
+ * error (BROKER_SHUTTING_DOWN, NOT_LEADER, ...; not UNKNOWN_TOPIC_OR_PARTITION) is subscribed
+ * again the same way (that poll returns 0). No record is skipped or handed out twice. */
+uint64_t fjord_consumer_resumes(const fjord_consumer *c);
 
 #ifdef __cplusplus
 }

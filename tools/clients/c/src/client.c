@@ -897,12 +897,19 @@ typedef struct subscription {
 
 struct fjord_consumer {
     fjord_conn *conn;
+    uint64_t gen; /* the connection generation the subscriptions' streams belong to */
     uint64_t credit;
     int check_crc;
     subscription *subs;
     size_t n_subs, cap_subs;
     uint32_t *sids;
+    uint64_t resumes;
 };
+
+uint64_t fjord_consumer_resumes(const fjord_consumer *k)
+{
+    return k->resumes;
+}
 
 fjord_consumer *fjord_consumer_new(fjord_conn *c, uint64_t credit_bytes, fjord_error *err)
 {
@@ -920,9 +927,65 @@ fjord_consumer *fjord_consumer_new_opts(fjord_conn *c, const fjord_consumer_opti
         return NULL;
     }
     k->conn = c;
+    k->gen = fjord_conn_generation(c);
     k->credit = opts && opts->credit_bytes ? opts->credit_bytes : 4u * 1024 * 1024;
     k->check_crc = !(opts && opts->skip_crc_check);
     return k;
+}
+
+/* Subscribes subs[i] from its next_offset on a new stream. */
+static int open_subscription(fjord_consumer *k, size_t i, fjord_error *err)
+{
+    subscription *s = &k->subs[i];
+    uint32_t sid = fjord_conn_open_stream(k->conn);
+    if (sid == 0) {
+        fjord_set_error(err, FJORD_ERR_NO_MEMORY, "out of memory");
+        return -1;
+    }
+    Fjord__V1__SubscribeRequest req = FJORD__V1__SUBSCRIBE_REQUEST__INIT;
+    req.topic = s->topic;
+    req.partition = s->partition;
+    req.offset = s->next_offset;
+    req.leader_epoch = -1;
+    req.credit_bytes = k->credit;
+    req.max_bytes = 0;
+    if (fjord_conn_send_msg(k->conn, sid, FJORD_METHOD_SUBSCRIBE, 0, &req.base, err) < 0) {
+        fjord_conn_close_stream(k->conn, sid);
+        return -1;
+    }
+    s->sid = sid;
+    s->continues = 0; /* the first message starts at the batch holding next_offset */
+    k->sids[i] = sid;
+    return 0;
+}
+
+/* The connection was lost (or reconnected by someone else): reconnect if needed, with backoff,
+ * and subscribe every subscription again from the offset after the last one handed out. */
+static int resume_all(fjord_consumer *k, int64_t deadline, fjord_error *err)
+{
+    int pause = 50;
+    for (;;) {
+        for (size_t i = 0; i < k->n_subs; i++)
+            fjord_conn_close_stream(k->conn, k->subs[i].sid);
+        int ok = !fjord_conn_is_failed(k->conn) || fjord_reconnect(k->conn, err) == 0;
+        if (ok) {
+            k->gen = fjord_conn_generation(k->conn);
+            for (size_t i = 0; i < k->n_subs && ok; i++)
+                ok = open_subscription(k, i, err) == 0;
+            if (ok) {
+                k->resumes++;
+                return 0;
+            }
+        }
+        if (err && !err->retriable && err->code != FJORD_ERR_TLS)
+            return -1;
+        if (fjord_now_ms() + pause > deadline)
+            return -1;
+        struct timespec ts = {pause / 1000, (long)(pause % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (pause < 1000)
+            pause *= 2;
+    }
 }
 
 int fjord_consumer_subscribe(fjord_consumer *k, const char *topic, uint32_t partition, int64_t offset,
@@ -954,26 +1017,15 @@ int fjord_consumer_subscribe(fjord_consumer *k, const char *topic, uint32_t part
         k->cap_subs = cap;
     }
     char *t = strdup(topic);
-    uint32_t sid = t ? fjord_conn_open_stream(k->conn) : 0;
-    if (sid == 0) {
-        free(t);
+    if (t == NULL) {
         fjord_set_error(err, FJORD_ERR_NO_MEMORY, "out of memory");
         return -1;
     }
-    Fjord__V1__SubscribeRequest req = FJORD__V1__SUBSCRIBE_REQUEST__INIT;
-    req.topic = t;
-    req.partition = partition;
-    req.offset = offset;
-    req.leader_epoch = -1;
-    req.credit_bytes = k->credit;
-    req.max_bytes = 0;
-    if (fjord_conn_send_msg(k->conn, sid, FJORD_METHOD_SUBSCRIBE, 0, &req.base, err) < 0) {
-        fjord_conn_close_stream(k->conn, sid);
+    k->subs[k->n_subs] = (subscription){0, t, partition, offset, 0};
+    if (open_subscription(k, k->n_subs, err) < 0) {
         free(t);
         return -1;
     }
-    k->subs[k->n_subs] = (subscription){sid, t, partition, offset, 0};
-    k->sids[k->n_subs] = sid;
     k->n_subs++;
     return 0;
 }
@@ -994,10 +1046,22 @@ int fjord_consumer_poll(fjord_consumer *k, int timeout_ms, fjord_message_set **o
         fjord_set_error(err, FJORD_ERR_INVALID_ARGUMENT, "no subscriptions");
         return -1;
     }
+    /* A lost connection is resumed for up to the connection's timeout (or the poll's, if longer). */
+    int64_t resume_deadline = fjord_now_ms() + (timeout_ms > fjord_conn_timeout(k->conn) ? timeout_ms
+                                                                                        : fjord_conn_timeout(k->conn));
     fjord_frame *f;
-    int r = fjord_conn_take_any(k->conn, k->sids, k->n_subs, timeout_ms, &f, err);
-    if (r <= 0)
-        return r;
+    int r;
+    for (;;) {
+        if ((fjord_conn_generation(k->conn) != k->gen || fjord_conn_is_failed(k->conn)) &&
+            resume_all(k, resume_deadline, err) < 0)
+            return -1;
+        r = fjord_conn_take_any(k->conn, k->sids, k->n_subs, timeout_ms, &f, err);
+        if (r < 0 && fjord_conn_is_failed(k->conn))
+            continue; /* resumed at the top, or given up there */
+        if (r <= 0)
+            return r;
+        break;
+    }
     size_t i = 0;
     while (i < k->n_subs && k->subs[i].sid != f->stream_id)
         i++;
@@ -1008,6 +1072,20 @@ int fjord_consumer_poll(fjord_consumer *k, int timeout_ms, fjord_message_set **o
             fjord_error_from_frame(f, &e);
         else
             fjord_set_error(&e, FJORD_ERR_STREAM_ENDED, "the broker ended the subscription");
+        if ((f->flags & FJORD_FLAG_ERROR) && e.code != FJORD_ERROR_UNKNOWN_TOPIC_OR_PARTITION &&
+            fjord_error_code_retriable(e.code)) {
+            /* BROKER_SHUTTING_DOWN, NOT_LEADER, ...: subscribe again from the next offset, after a
+             * pause (a stopping broker closes the connection meanwhile; then all resume). */
+            fjord_frame_free(f);
+            fjord_conn_close_stream(k->conn, s->sid);
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+            if (!fjord_conn_is_failed(k->conn) && open_subscription(k, i, err) < 0 &&
+                !fjord_conn_is_failed(k->conn))
+                return -1;
+            k->resumes++;
+            return 0;
+        }
         fjord_set_error(err, e.code, "%s/%u: %s", s->topic, s->partition, e.message);
         if (err)
             err->retriable = e.retriable;
@@ -1060,10 +1138,13 @@ int fjord_consumer_poll(fjord_consumer *k, int timeout_ms, fjord_message_set **o
     if (recs_len > 0) {
         Fjord__V1__SubscribeCredit credit = FJORD__V1__SUBSCRIBE_CREDIT__INIT;
         credit.bytes = recs_len;
-        if (fjord_conn_send_msg(k->conn, s->sid, FJORD_METHOD_SUBSCRIBE, 0, &credit.base, err) < 0) {
+        if (fjord_conn_send_msg(k->conn, s->sid, FJORD_METHOD_SUBSCRIBE, 0, &credit.base, err) < 0 &&
+            !fjord_conn_is_failed(k->conn)) {
             fjord_message_set_free(set);
             return -1;
         }
+        /* A lost connection: these records are handed out; the next poll resumes after them. */
+        fjord_clear_error(err);
     }
     *out = set;
     return 1;

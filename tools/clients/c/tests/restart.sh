@@ -6,8 +6,9 @@
 # Starts `fjord serve` (mutual TLS, development CA, 127.0.0.1), runs restart-check (RESTART_CHECK,
 # default build/restart-check: it may be one built against an installed libfjord), and while it
 # produces with acks=durable kills the broker with SIGKILL and starts it again on the same port and
-# data directory, FJORD_RESTART_CYCLES times (default 2). restart-check then reads everything back:
-# each of FJORD_RESTART_RECORDS records (default 20000) exactly once, at its acknowledged offset.
+# data directory, FJORD_RESTART_CYCLES times (default 2). restart-check then reads everything back
+# with subscriptions, and the broker is killed and restarted once more meanwhile: each of
+# FJORD_RESTART_RECORDS records (default 20000) handed out exactly once, at its acknowledged offset.
 # Prints "ok - ..." / "not ok - ..." and "restart: N passed, M failed" last.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -98,11 +99,32 @@ for cycle in $(seq 1 "$cycles"); do
     start_broker "127.0.0.1:$port"
     [[ -n "$port" ]] || { not_ok "broker restarts on the same port"; show "$tmp/broker.err"; break; }
 done
+# Once more while it reads everything back with subscriptions: they must resume where they were.
+consumed() { sed -n 's/^consumed \([0-9]*\)$/\1/p' "$tmp/check.out" | tail -1; }
+for _ in $(seq 1 3000); do
+    c=$(consumed)
+    [[ -n "$c" && "$c" -ge $((records / 3)) ]] && break
+    kill -0 "$check_pid" 2>/dev/null || break
+    sleep 0.02
+done
+consume_killed=0
+c=$(consumed)
+if kill -0 "$check_pid" 2>/dev/null && [[ -n "$c" && "$c" -lt "$records" ]]; then
+    kill -KILL "$broker_pid"
+    wait "$broker_pid" 2>/dev/null
+    echo "# broker killed (SIGKILL) after $c consumed records; restarting on port $port"
+    sleep 0.3
+    start_broker "127.0.0.1:$port"
+    consume_killed=1
+fi
 wait "$check_pid"
 rc=$?
 check_pid=
 if [[ $killed -eq $cycles ]]; then ok "broker killed and restarted $killed times during the run"; else
     not_ok "broker killed and restarted $cycles times during the run (only $killed: the producer finished first)"
+fi
+if [[ $consume_killed -eq 1 ]]; then ok "broker killed and restarted while the subscriptions read"; else
+    not_ok "broker killed and restarted while the subscriptions read (the reading was over first)"
 fi
 if [[ $rc -eq 0 ]]; then ok "$(tail -1 "$tmp/check.out")"; else
     not_ok "restart-check (exit $rc)"

@@ -168,41 +168,59 @@ int main(int argc, char **argv)
     printf("produced\n"); /* the harness stops killing the broker */
     fflush(stdout);
 
-    /* Read everything back. */
+    /* Read everything back with subscriptions (the harness kills the broker once more while
+     * this runs: the consumer must resume from the next offset, handing out nothing twice). */
     unsigned char *seen = calloc((size_t)records, 1);
     long stored = 0, dupes = 0, strangers = 0, misplaced = 0;
-    for (uint32_t part = 0; part < partitions; part++) {
-        int64_t end;
-        if (fjord_conn_is_failed(conn))
-            fjord_reconnect(conn, &err);
-        if (fjord_list_offset(conn, topic, part, FJORD_OFFSET_LATEST, &end, &err) < 0) {
-            fprintf(stderr, "restart-check: list offset: %s\n", err.message);
+    fjord_consumer *cons = fjord_consumer_new(conn, 64 * 1024, &err);
+    for (uint32_t part = 0; cons && part < partitions; part++)
+        if (fjord_consumer_subscribe(cons, topic, part, 0, &err) < 0) {
+            fprintf(stderr, "restart-check: subscribe: %s\n", err.message);
             return 1;
         }
-        int64_t next = 0;
-        while (next < end) {
-            fjord_message_set *set;
-            if (fjord_fetch(conn, topic, part, next, 0, 0, &set, &err) < 0) {
-                fprintf(stderr, "restart-check: fetch %u@%lld: %s\n", part, (long long)next, err.message);
-                return 1;
-            }
-            for (size_t k = 0; k < set->record_count; k++) {
-                long i = index_of(set->records[k].value, set->records[k].value_len);
-                stored++;
-                if (i < 0 || i >= records) {
-                    strangers++;
-                    continue;
-                }
-                if (seen[i]++)
-                    dupes++;
-                const sent_batch *b = &batches[i / PER_BATCH];
-                if (b->partition != part || b->base_offset + (i - b->first) != set->records[k].offset)
-                    misplaced++;
-            }
-            next = set->next_offset;
-            fjord_message_set_free(set);
-        }
+    if (cons == NULL) {
+        fprintf(stderr, "restart-check: consumer: %s\n", err.message);
+        return 1;
     }
+    int64_t idle_since = -1;
+    while (stored < records) {
+        fjord_message_set *set;
+        int r = fjord_consumer_poll(cons, 1000, &set, &err);
+        if (r < 0) {
+            fprintf(stderr, "restart-check: consume: %s: %s\n", fjord_error_name(err.code), err.message);
+            return 1;
+        }
+        if (r == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            if (idle_since < 0)
+                idle_since = ts.tv_sec;
+            if (ts.tv_sec - idle_since > 60)
+                break; /* nothing for a minute: report what is missing */
+            continue;
+        }
+        idle_since = -1;
+        for (size_t k = 0; k < set->record_count; k++) {
+            long i = index_of(set->records[k].value, set->records[k].value_len);
+            stored++;
+            if (i < 0 || i >= records) {
+                strangers++;
+                continue;
+            }
+            if (seen[i]++)
+                dupes++;
+            const sent_batch *b = &batches[i / PER_BATCH];
+            if (b->partition != set->partition || b->base_offset + (i - b->first) != set->records[k].offset)
+                misplaced++;
+        }
+        fjord_message_set_free(set);
+        printf("consumed %ld\n", stored);
+        fflush(stdout);
+        struct timespec pace = {0, 2000000}; /* a steady read the harness can interrupt */
+        nanosleep(&pace, NULL);
+    }
+    unsigned long long resumes = (unsigned long long)fjord_consumer_resumes(cons);
+    fjord_consumer_free(cons);
     long missing = 0;
     for (long i = 0; i < records; i++)
         missing += seen[i] == 0;
@@ -213,7 +231,8 @@ int main(int argc, char **argv)
     fjord_close(conn);
     int ok = stored == records && dupes == 0 && strangers == 0 && misplaced == 0 && missing == 0;
     printf("restart-check: %s: %ld records acknowledged, %ld stored, %ld duplicates, %ld missing, %ld misplaced, "
-           "%ld unknown; %llu resends, %ld batches answered as duplicates\n",
-           ok ? "ok" : "FAILED", acked, stored, dupes, missing, misplaced, strangers, retries, duplicates);
+           "%ld unknown; %llu resends, %ld batches answered as duplicates; consumer resumed %llu times\n",
+           ok ? "ok" : "FAILED", acked, stored, dupes, missing, misplaced, strangers, retries, duplicates,
+           resumes);
     return ok ? 0 : 1;
 }

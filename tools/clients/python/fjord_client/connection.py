@@ -380,7 +380,9 @@ class Connection:
                 return True
             if not data:
                 if self._decoder.mid_frame:
-                    self._shutdown(ProtocolError("connection ended inside a frame"))
+                    # A peer that dies mid-write (a crashed broker) cuts a frame: to the client that
+                    # is a lost connection, retriable, like any other.
+                    self._shutdown(ConnectionClosedError("the connection ended inside a frame"))
                 else:
                     self._shutdown(ConnectionClosedError("connection closed by the broker"))
                 return False

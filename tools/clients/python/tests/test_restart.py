@@ -3,6 +3,9 @@ an idempotent producer with acks=durable reconnects, sends what was unanswered a
 record it acknowledged is in the log exactly once, at the offset it was told, and no record is
 written twice.
 
+Then the records are read back with subscriptions while the broker is killed and restarted once
+more: they resume from the next offset, handing out every record exactly once.
+
 A real broker (`fjord serve`, mutual TLS, ephemeral port; see broker_harness). Knobs:
 FJORD_RESTART_RECORDS (records, default 20000), FJORD_RESTART_CYCLES (kill/restart cycles,
 default 2).
@@ -77,16 +80,27 @@ class KillRestartTest(unittest.TestCase):
         sys.stderr.write("\n  %d records, %d reconnects, %d resends of unanswered batches, %d answered as duplicates\n"
                          % (RECORDS, client.reconnects, producer.retries, producer.duplicates))
 
-        # Read everything back: each value exactly once, at the offset its acknowledgement named.
-        stored = {}
-        for p in range(PARTITIONS):
-            offset = 0
-            end = client.latest_offset("restart", p)
-            while offset < end:
-                r = client.fetch("restart", p, offset, max_wait_ms=0)
-                for rec in r.records:
-                    stored[(p, rec.offset)] = rec.value
-                offset = r.next_offset
+        # Read everything back with subscriptions, killing the broker once more meanwhile: they
+        # resume from the next offset, so each record is handed out exactly once.
+        subs = [client.subscribe("restart", p, 0, credit_bytes=64 * 1024) for p in range(PARTITIONS)]
+        handed_out = []
+        killed = False
+        deadline = time.monotonic() + 120
+        while len(handed_out) < RECORDS and time.monotonic() < deadline:
+            for sub in subs:
+                handed_out += [(sub.partition, r.offset, r.value) for r in sub.poll(0.05)]
+            if not killed and len(handed_out) >= RECORDS // 3:
+                self.broker.crash()
+                time.sleep(0.3)
+                self.broker.start_same_port()
+                killed = True
+        for sub in subs:
+            sub.close()
+        self.assertTrue(killed, "the broker was not killed while the subscriptions read")
+        self.assertGreaterEqual(sum(s.resumes for s in subs), 1, "no subscription resumed")
+        sys.stderr.write("  subscriptions resumed %d times\n" % sum(s.resumes for s in subs))
+        self.assertEqual(len({(p, o) for p, o, _ in handed_out}), len(handed_out), "an offset handed out twice")
+        stored = {(p, o): v for p, o, v in handed_out}
         counts = collections.Counter(stored.values())
         duplicates = [v for v, n in counts.items() if n > 1]
         self.assertEqual(duplicates, [], "records written twice")
