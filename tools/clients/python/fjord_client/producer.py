@@ -532,6 +532,10 @@ class Producer:
     def _sender_failed(self, exc: BaseException) -> None:
         """Writing (or reconnecting) failed: retry if it is worth it, else fail what is in flight."""
         with self._cv:
+            if self.client._closed:  # the client was closed under the producer: nothing can go out
+                self._fail_everything(ConnectionClosedError("the client is closed"))
+                self._cv.notify_all()
+                return
             if self.idempotent and is_retriable(exc):
                 if self._retry is None:
                     self._retry = exc
