@@ -121,6 +121,18 @@ public final class Broker: Sendable {
             onFlush: { [metrics = self.metrics] nanoseconds in metrics.flushCompleted(durationNanoseconds: nanoseconds) },
             onDamage: { [metrics = self.metrics] error in metrics.storageDamageFound(lostTail: error.code == .logTailLost) })
         try await topics.loadAll()
+        let authorizer = Authorizer(
+            isEnabled: configuration.authorizerEnabled, superUsers: configuration.superUsers, store: store)
+        try await authorizer.load()
+        let principalMapper = try configuration.principalMapper()
+        if configuration.authorizerEnabled {
+            logger.notice(
+                "authorizer on: requests not allowed by an ACL are denied",
+                metadata: [
+                    "acl.entries": "\(authorizer.list.entries.count)",
+                    "super.users": "\(configuration.superUsers.map(\.description).sorted().joined(separator: ";"))",
+                ])
+        }
         for partition in registry.allPartitions() {
             metrics.setLogEndOffset(topic: partition.topic, partition: partition.index, offset: partition.log.logEndOffset)
             metrics.setLogStartOffset(topic: partition.topic, partition: partition.index, offset: partition.log.logStartOffset)
@@ -144,7 +156,8 @@ public final class Broker: Sendable {
             quotas: ClientQuotas(
                 producerBytesPerSecond: configuration.producerQuotaBytesPerSecond,
                 consumerBytesPerSecond: configuration.consumerQuotaBytesPerSecond),
-            queuedBytes: queuedBytes, requestBytes: requestBytes)
+            queuedBytes: queuedBytes, requestBytes: requestBytes, authorizer: authorizer,
+            principalMapper: principalMapper)
         contextBox.withLock { $0 = context }
         let finalContext = context
         state.withLock { $0.context = finalContext }

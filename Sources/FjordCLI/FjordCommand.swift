@@ -13,6 +13,9 @@ struct FjordCommand: AsyncParsableCommand {
               fjord log dump --records 00000000000000000000.log # also every record
               fjord bench log --record-size 100 --batch-bytes 16384 --compare-dd
             """,
-        subcommands: [ServeCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, CertsCommand.self, LogCommand.self, BenchCommand.self]
+        subcommands: [
+            ServeCommand.self, TopicsCommand.self, ProduceCommand.self, ConsumeCommand.self, ACLCommand.self, CertsCommand.self,
+            LogCommand.self, BenchCommand.self,
+        ]
     )
 }

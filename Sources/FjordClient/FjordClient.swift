@@ -50,6 +50,12 @@ public final class FjordClient: Sendable {
         try await connections.connection()
     }
 
+    /// Who the broker takes this client to be: `User:<name>` from the client certificate, or
+    /// `User:ANONYMOUS` without one. ACLs name principals this way.
+    public func principal() async throws -> String {
+        try await connections.connection().handshake.principal
+    }
+
     /// Closes the connection. Producers and consumers made from this client must be closed first.
     public func close() async {
         await connections.close()

@@ -47,6 +47,10 @@ extension Fjord_V1_ErrorCode {
         case .storageError: "STORAGE_ERROR"
         case .corruptLog: "CORRUPT_LOG"
         case .logTailLost: "LOG_TAIL_LOST"
+        case .topicAuthorizationFailed: "TOPIC_AUTHORIZATION_FAILED"
+        case .groupAuthorizationFailed: "GROUP_AUTHORIZATION_FAILED"
+        case .clusterAuthorizationFailed: "CLUSTER_AUTHORIZATION_FAILED"
+        case .authenticationFailed: "AUTHENTICATION_FAILED"
         case .UNRECOGNIZED(let value): "UNRECOGNIZED(\(value))"
         }
     }

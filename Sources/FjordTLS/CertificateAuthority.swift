@@ -143,8 +143,8 @@ public struct CertificateAuthority: Sendable {
     /// The extended key usage is clientAuth; the common name identifies the client.
     ///
     /// - Throws: ``TLSConfigurationError`` with `certificateGeneration`.
-    public func issueClientCertificate(commonName: String) throws(TLSConfigurationError) -> IssuedCertificate {
-        try issue(commonName: commonName, usage: .clientAuth, alternativeNames: [])
+    public func issueClientCertificate(commonName: String, uris: [String] = []) throws(TLSConfigurationError) -> IssuedCertificate {
+        try issue(commonName: commonName, usage: .clientAuth, alternativeNames: uris.map { .uniformResourceIdentifier($0) })
     }
 
     /// Writes the certificate (mode 0644) and private key (mode 0600) into `directory`, atomically.

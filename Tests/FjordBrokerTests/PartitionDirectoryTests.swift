@@ -17,7 +17,7 @@ import Testing
         let logger = Logger(label: "test")
 
         try PartitionDirectory.claim(directory, topicID: "old-id", logger: logger)
-        FileManager.default.createFile(atPath: directory.appending("00000000000000000000.log").string, contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: directory.appending("00000000000000000000.log").string, contents: Data([1, 2, 3]))
         try PartitionDirectory.claim(directory, topicID: "old-id", logger: logger)  // its own: kept
         #expect(FileManager.default.fileExists(atPath: directory.appending("00000000000000000000.log").string))
 
@@ -30,7 +30,7 @@ import Testing
         // A directory without a stamp (made before stamps existed) is adopted as it is.
         let legacy = FilePath(root).appending("legacy-0")
         try FileManager.default.createDirectory(atPath: legacy.string, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: legacy.appending("00000000000000000000.log").string, contents: Data())
+        _ = FileManager.default.createFile(atPath: legacy.appending("00000000000000000000.log").string, contents: Data())
         try PartitionDirectory.claim(legacy, topicID: "some-id", logger: logger)
         #expect(FileManager.default.fileExists(atPath: legacy.appending("00000000000000000000.log").string))
         #expect(try String(contentsOfFile: legacy.appending("topic-id").string, encoding: .utf8) == "some-id\n")

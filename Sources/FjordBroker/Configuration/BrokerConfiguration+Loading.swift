@@ -58,6 +58,9 @@ extension BrokerConfiguration {
         do { _ = try logDefaults() } catch {
             throw Error(message: "\(source): invalid topic default: \(error.message)")
         }
+        do { _ = try principalMapper() } catch {
+            throw Error(message: "\(source): \(error.message)")
+        }
     }
 
     private mutating func apply(key: String, value: String, source: String) throws(Error) {
@@ -97,6 +100,23 @@ extension BrokerConfiguration {
             case "required": requireClientCertificate = true
             default: throw fail("none or required")
             }
+        case "tls.principal.source":
+            guard let parsed = PrincipalMapper.Source(rawValue: value) else {
+                throw fail(PrincipalMapper.Source.allCases.map(\.rawValue).joined(separator: ", ").replacingLastComma())
+            }
+            principalSource = parsed
+        case "tls.principal.mapping.rules": principalMappingRules = value
+        case "authorizer.enable": authorizerEnabled = try bool()
+        case "super.users":
+            var users: Set<Principal> = []
+            for text in value.split(separator: ";") {
+                let trimmed = text.trimmingCharacters(in: .whitespaces)
+                guard !trimmed.isEmpty else { continue }
+                do { users.insert(try Principal(parsing: trimmed)) } catch {
+                    throw fail("principals of the form User:name separated by ';'")
+                }
+            }
+            superUsers = users
         case "max.connections": maxConnections = try int(1...1_000_000)
         case "handshake.timeout.ms": handshakeTimeoutMilliseconds = try int(100...3_600_000)
         case "max.connections.per.address": maxConnectionsPerAddress = try int(0...1_000_000)
@@ -128,5 +148,13 @@ extension BrokerConfiguration {
             }
             topicDefaults[topicKey] = value
         }
+    }
+}
+
+extension String {
+    /// `a, b, c` as `a, b or c`.
+    fileprivate func replacingLastComma() -> String {
+        guard let range = range(of: ", ", options: .backwards) else { return self }
+        return replacingCharacters(in: range, with: " or ")
     }
 }

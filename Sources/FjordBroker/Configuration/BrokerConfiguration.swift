@@ -54,6 +54,17 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var tlsClientCAPath: String?
     /// `tls.client.auth`: `none` or `required` (mutual TLS).
     public var requireClientCertificate = false
+    /// `tls.principal.source`: which name of a client certificate becomes the connection's
+    /// principal: `cn` (subject common name, the default), `dn` (subject distinguished name),
+    /// `san.uri` (a SPIFFE id, say) or `san.dns` (see ``PrincipalMapper``).
+    public var principalSource = PrincipalMapper.Source.commonName
+    /// `tls.principal.mapping.rules`: Kafka-style rules rewriting that name (`DEFAULT` keeps it).
+    public var principalMappingRules = "DEFAULT"
+    /// `authorizer.enable`: enforce ACLs (off: every client may do everything, as on the embedded
+    /// development broker).
+    public var authorizerEnabled = false
+    /// `super.users`: principals allowed everything, separated by `;` (`User:admin;User:ops`).
+    public var superUsers: Set<Principal> = []
     /// `max.connections`: connections accepted at once, over every listener.
     public var maxConnections = 10_000
     /// `handshake.timeout.ms`: how long a new connection has to complete TLS and send its
@@ -151,11 +162,17 @@ public struct BrokerConfiguration: Sendable, Hashable {
             "log.scrub.bytes.per.second", "log.scrub.interval.ms", "log.recovery.point.checkpoint.interval.ms",
             "handshake.timeout.ms", "max.connections.per.address", "max.handshaking.connections",
             "connections.max.idle.ms", "storage.max.in.flight.operations", "quota.producer.bytes.per.sec",
-            "quota.consumer.bytes.per.sec",
+            "quota.consumer.bytes.per.sec", "tls.principal.source", "tls.principal.mapping.rules", "authorizer.enable",
+            "super.users",
         ] + topicDefaultKeys.keys.sorted()
 
     /// The default configuration.
     public init() {}
+
+    /// The mapper of client certificates to principals these settings describe.
+    public func principalMapper() throws(Error) -> PrincipalMapper {
+        try PrincipalMapper(source: principalSource, rules: principalMappingRules)
+    }
 
     /// The topic defaults as log settings.
     public func logDefaults() throws(BrokerError) -> LogConfiguration {

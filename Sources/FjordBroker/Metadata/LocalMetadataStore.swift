@@ -9,7 +9,7 @@ public import NIOPosix
 import Synchronization
 public import SystemPackage
 
-/// The single-node ``MetadataStore``: topics in a JSON file, rewritten atomically (write a
+/// The single-node ``MetadataStore``: topics and ACLs in a JSON file, rewritten atomically (write a
 /// temporary file, fsync, rename, fsync the directory) on every change. File I/O runs on the
 /// thread pool, never on the caller's thread.
 public final class LocalMetadataStore: MetadataStore {
@@ -21,6 +21,10 @@ public final class LocalMetadataStore: MetadataStore {
         var topics: [String: TopicRecord]
         /// The first idempotent-producer id not yet reserved (absent in files written before ids existed).
         var nextProducerID: Int64?
+        /// Access control entries (absent in files written before ACLs existed).
+        var acls: [AccessControlEntry]?
+        /// Raised on every change of ``acls``.
+        var aclVersion: UInt64?
     }
 
     public let clusterID: String
@@ -95,6 +99,22 @@ public final class LocalMetadataStore: MetadataStore {
             let first = max(snapshot.nextProducerID ?? 1, 1)
             snapshot.nextProducerID = first + Int64(count)
             return first..<first + Int64(count)
+        }
+    }
+
+    public func accessControlEntries() async throws(BrokerError) -> (version: UInt64, entries: [AccessControlEntry]) {
+        state.withLock { ($0.aclVersion ?? 0, $0.acls ?? []) }
+    }
+
+    public func changeAccessControlEntries<T: Sendable>(
+        _ change: @escaping @Sendable (inout [AccessControlEntry]) throws(BrokerError) -> T
+    ) async throws(BrokerError) -> (result: T, version: UInt64) {
+        try await self.change { snapshot throws(BrokerError) -> (result: T, version: UInt64) in
+            var entries = snapshot.acls ?? []
+            let result = try change(&entries)
+            snapshot.acls = entries
+            snapshot.aclVersion = (snapshot.aclVersion ?? 0) + 1
+            return (result, snapshot.aclVersion!)
         }
     }
 

@@ -58,4 +58,12 @@ public protocol MetadataStore: Sendable {
     /// Reserves `count` idempotent-producer ids never handed out before, by any broker, across
     /// restarts (Kafka's producer id blocks).
     func reserveProducerIDs(count: Int) async throws(BrokerError) -> Range<Int64>
+    /// Every ACL entry and the version of the set: a number that grows with each change, so a
+    /// cache can tell which of two reads is newer (etcd's mod revision in a cluster store).
+    func accessControlEntries() async throws(BrokerError) -> (version: UInt64, entries: [AccessControlEntry])
+    /// Applies `change` to the ACL entries atomically and persists the result; returns what
+    /// `change` returned and the new version. Nothing changes when `change` throws.
+    func changeAccessControlEntries<T: Sendable>(
+        _ change: @escaping @Sendable (inout [AccessControlEntry]) throws(BrokerError) -> T
+    ) async throws(BrokerError) -> (result: T, version: UInt64)
 }

@@ -31,6 +31,7 @@ public final class BrokerMetrics: Sendable {
     public static let apiLabels: [String] = [
         "handshake", "get_metadata", "create_topic", "delete_topic", "list_topics", "describe_topic",
         "create_partitions", "alter_topic_config", "produce", "fetch", "subscribe", "list_offsets", "init_producer_id",
+        "create_acls", "list_acls", "delete_acls",
     ]
 
     /// The `api` label used for requests whose API name is not in ``apiLabels``.
@@ -97,6 +98,14 @@ public final class BrokerMetrics: Sendable {
     private let flushDuration: CoreMetrics.Timer
     private let damageCorrupt: CoreMetrics.Counter
     private let damageLostTail: CoreMetrics.Counter
+    private let denials: Mutex<[DenialKey: CoreMetrics.Counter]>
+    private struct DenialKey: Hashable {
+        var principal: String
+        var operation: String
+    }
+    /// Distinct principals counted in `fjord_authorization_denied_total`; further ones are counted
+    /// as `principal="other"` so the series stay bounded.
+    static let maxDeniedPrincipals = 1000
 
     /// Creates the metrics of one broker with a fresh, private registry.
     ///
@@ -147,6 +156,7 @@ public final class BrokerMetrics: Sendable {
             label: "fjord_storage_damage_total", dimensions: [("kind", "corrupt_segment")], factory: factory)
         self.damageLostTail = CoreMetrics.Counter(
             label: "fjord_storage_damage_total", dimensions: [("kind", "lost_tail")], factory: factory)
+        self.denials = Mutex([:])
     }
 
     // MARK: Requests
@@ -292,6 +302,27 @@ public final class BrokerMetrics: Sendable {
     /// in `fjord_storage_damage_total{kind}`.
     public func storageDamageFound(lostTail: Bool) {
         (lostTail ? self.damageLostTail : self.damageCorrupt).increment()
+    }
+
+    // MARK: Authorization
+
+    /// Counts a request the authorizer denied in `fjord_authorization_denied_total{principal,operation}`.
+    public func authorizationDenied(principal: String, operation: String) {
+        let factory = self.factory
+        let counter = denials.withLock { counters in
+            var key = DenialKey(principal: principal, operation: operation)
+            if let counter = counters[key] { return counter }
+            if Set(counters.keys.lazy.map(\.principal)).count >= Self.maxDeniedPrincipals {
+                key.principal = "other"
+                if let counter = counters[key] { return counter }
+            }
+            let counter = CoreMetrics.Counter(
+                label: "fjord_authorization_denied_total",
+                dimensions: [("principal", key.principal), ("operation", key.operation)], factory: factory)
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     // MARK: Exposition

@@ -1,13 +1,18 @@
 import FjordProto
 import FjordProtocol
 import FjordStorage
+import Logging
 import NIOCore
 import SwiftProtobuf
 
 /// The unary requests other than fetch: topic administration, metadata and offset lookups.
-/// Runs as a task off the event loop; the connection handler sends the result.
+/// Runs as a task off the event loop; the connection handler sends the result. Each request is
+/// checked against the ACLs for the connection's principal first (docs/security.md lists the
+/// operation each needs), so a denied request reveals nothing, not even whether a topic exists.
 struct AdminRequests: Sendable {
     let broker: BrokerContext
+    /// Who is asking.
+    let scope: AuthorizationScope
 
     func handle(_ method: Fjord_V1_Method, payload: ByteBuffer) async throws(BrokerError) -> ByteBuffer {
         switch method {
@@ -15,6 +20,8 @@ struct AdminRequests: Sendable {
             return try encode(try await metadata(try decode(payload)))
         case .createTopic:
             let request: Fjord_V1_CreateTopicRequest = try decode(payload)
+            // Create on the cluster (any topic) or on the topic's name, as in Kafka.
+            if !scope.allows(.create, .cluster) { try scope.require(.create, .topic, request.name) }
             let record = try await broker.topics.create(
                 name: request.name, partitions: Int(request.partitions), configs: request.configs)
             var response = Fjord_V1_CreateTopicResponse()
@@ -22,27 +29,32 @@ struct AdminRequests: Sendable {
             return try encode(response)
         case .deleteTopic:
             let request: Fjord_V1_DeleteTopicRequest = try decode(payload)
+            try scope.require(.delete, .topic, request.name)
             let deleted = try await broker.topics.delete(name: request.name)
             for index in deleted.partitions.indices { broker.metrics.removePartition(topic: request.name, partition: index) }
             return try encode(Fjord_V1_DeleteTopicResponse())
         case .listTopics:
             let _: Fjord_V1_ListTopicsRequest = try decode(payload)
             var response = Fjord_V1_ListTopicsResponse()
-            response.names = broker.topics.allTopics().map(\.name)
+            response.names = broker.topics.allTopics().map(\.name).filter { scope.allows(.describe, .topic, $0) }
             return try encode(response)
         case .describeTopic:
             let request: Fjord_V1_DescribeTopicRequest = try decode(payload)
+            try scope.require(.describe, .topic, request.name)
             var response = Fjord_V1_DescribeTopicResponse()
             response.topic = topicInfo(try broker.topics.topicRecord(request.name))
+            if !scope.allows(.describeConfigs, .topic, request.name) { response.topic.configs = [:] }
             return try encode(response)
         case .createPartitions:
             let request: Fjord_V1_CreatePartitionsRequest = try decode(payload)
+            try scope.require(.alter, .topic, request.name)
             let record = try await broker.topics.createPartitions(name: request.name, total: Int(request.totalPartitions))
             var response = Fjord_V1_CreatePartitionsResponse()
             response.topic = topicInfo(record)
             return try encode(response)
         case .alterTopicConfig:
             let request: Fjord_V1_AlterTopicConfigRequest = try decode(payload)
+            try scope.require(.alterConfigs, .topic, request.name)
             let record = try await broker.topics.alterConfig(name: request.name, set: request.set, remove: request.remove)
             var response = Fjord_V1_AlterTopicConfigResponse()
             response.topic = topicInfo(record)
@@ -51,6 +63,11 @@ struct AdminRequests: Sendable {
             return try encode(try await listOffsets(try decode(payload)))
         case .initProducerID:
             let request: Fjord_V1_InitProducerIdRequest = try decode(payload)
+            // Kafka's rule: a producer id for whoever may write to some topic (each produce is
+            // still checked against its own topic).
+            guard scope.authorizer.allowsAny(scope.principal, host: scope.host, .write, .topic) else {
+                throw scope.denied(.write, .topic, "*")
+            }
             var response = Fjord_V1_InitProducerIdResponse()
             // Ids start at 1: (-1 or 0, -1 or 0) asks for a new id; (id >= 1, epoch >= 0) for an epoch bump.
             let asksForNewID = (request.producerID == -1 || request.producerID == 0) && (-1...0).contains(request.producerEpoch)
@@ -75,6 +92,34 @@ struct AdminRequests: Sendable {
             }
             response.producerID = try await broker.producerIDs.next()
             response.producerEpoch = 0
+            return try encode(response)
+        case .createAcls:
+            let request: Fjord_V1_CreateAclsRequest = try decode(payload)
+            try scope.require(.alter, .cluster)
+            var entries: [AccessControlEntry] = []
+            for acl in request.acls { entries.append(try AccessControlEntry(wire: acl)) }
+            var response = Fjord_V1_CreateAclsResponse()
+            response.created = UInt32(try await scope.authorizer.create(entries))
+            broker.logger.notice(
+                "ACL entries created", metadata: ["by": "\(scope.principal)", "entries": "\(entries.map(\.description))"])
+            return try encode(response)
+        case .listAcls:
+            let request: Fjord_V1_ListAclsRequest = try decode(payload)
+            try scope.require(.describe, .cluster)
+            var response = Fjord_V1_ListAclsResponse()
+            response.acls = scope.authorizer.list.entries(matching: try AccessControlFilter(wire: request.filter)).map(\.wireValue)
+            return try encode(response)
+        case .deleteAcls:
+            let request: Fjord_V1_DeleteAclsRequest = try decode(payload)
+            try scope.require(.alter, .cluster)
+            guard !request.filters.isEmpty else { throw BrokerError(.invalidRequest, "DeleteAcls needs at least one filter") }
+            var filters: [AccessControlFilter] = []
+            for filter in request.filters { filters.append(try AccessControlFilter(wire: filter)) }
+            var response = Fjord_V1_DeleteAclsResponse()
+            let deleted = try await scope.authorizer.delete(matching: filters)
+            response.deleted = deleted.map(\.wireValue)
+            broker.logger.notice(
+                "ACL entries deleted", metadata: ["by": "\(scope.principal)", "entries": "\(deleted.map(\.description))"])
             return try encode(response)
         default:
             throw BrokerError(.unknownMethod, "method \(method.rawValue) is not a unary request")
@@ -125,7 +170,7 @@ struct AdminRequests: Sendable {
         node.port = UInt32(broker.advertisedPort)
         response.brokers = [node]
         if request.topics.isEmpty {
-            response.topics = broker.topics.allTopics().map { record in
+            response.topics = broker.topics.allTopics().filter { scope.allows(.describe, .topic, $0.name) }.map { record in
                 var metadata = Fjord_V1_TopicMetadata()
                 metadata.topic = topicInfo(record)
                 return metadata
@@ -134,6 +179,7 @@ struct AdminRequests: Sendable {
             for name in request.topics {
                 var metadata = Fjord_V1_TopicMetadata()
                 do throws(BrokerError) {
+                    try scope.require(.describe, .topic, name)
                     metadata.topic = topicInfo(try broker.topics.topicRecord(name))
                 } catch {
                     metadata.error = error.wireValue
@@ -152,6 +198,7 @@ struct AdminRequests: Sendable {
             result.topic = wanted.topic
             result.partition = wanted.partition
             do throws(BrokerError) {
+                try scope.require(.describe, .topic, wanted.topic)
                 let partition = try broker.registry.partition(topic: wanted.topic, index: Int(wanted.partition))
                 try partition.checkLeaderEpoch(wanted.leaderEpoch)
                 result.leaderEpoch = partition.leaderEpoch

@@ -30,6 +30,10 @@ struct BrokerContext: Sendable {
     let queuedBytes: ByteBudget
     /// Request bytes received and not yet handled, against `queued.max.request.bytes`.
     let requestBytes: ByteBudget
+    /// ACLs and the decisions made from them.
+    let authorizer: Authorizer
+    /// Client certificate to principal.
+    let principalMapper: PrincipalMapper
 }
 
 /// What a graceful shutdown watches: a flag raised once when the broker begins to stop (new

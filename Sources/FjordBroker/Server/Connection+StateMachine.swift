@@ -66,7 +66,7 @@ struct ConnectionStateMachine {
 
     static let unaryMethods: Set<Fjord_V1_Method> = [
         .getMetadata, .createTopic, .deleteTopic, .listTopics, .describeTopic, .createPartitions, .alterTopicConfig,
-        .fetch, .listOffsets, .initProducerID,
+        .fetch, .listOffsets, .initProducerID, .createAcls, .listAcls, .deleteAcls,
     ]
 
     /// What to do with a frame that arrived with `header`.

@@ -49,11 +49,12 @@ extension ConnectionHandler {
         let partition: Partition
         do throws(BrokerError) {
             guard !broker.lifecycle.isStopping else { throw BrokerError(.brokerShuttingDown, "the broker is shutting down; reconnect") }
+            try authorization.require(.write, .topic, request.topic)
             partition = try broker.registry.partition(topic: request.topic, index: Int(request.partition))
             try partition.checkLeaderEpoch(request.leaderEpoch)
         } catch {
             if error.code == .unknownTopicOrPartition, broker.configuration.autoCreateTopics,
-                broker.registry.partitionCount(topic: request.topic) == nil
+                broker.registry.partitionCount(topic: request.topic) == nil, mayAutoCreate(request.topic)
             {
                 autoCreateThenProduce(request, streamID: streamID, token: token, sequence: sequence, started: started)
                 return
@@ -101,6 +102,22 @@ extension ConnectionHandler {
         } cancel: {
             // The connection closed before its turn came: nothing was appended.
             handler.value.inFlightBytes -= bytes
+        }
+    }
+
+    /// Whether the principal may create `topic` (on the cluster, or on the topic's name).
+    private func mayAutoCreate(_ topic: String) -> Bool {
+        guard broker.authorizer.isEnabled else { return true }
+        do throws(BrokerError) {
+            try authorization.require(.create, .cluster)
+            return true
+        } catch {
+            do throws(BrokerError) {
+                try authorization.require(.create, .topic, topic)
+                return true
+            } catch {
+                return false
+            }
         }
     }
 

@@ -2,8 +2,10 @@ import FjordProto
 import FjordProtocol
 import FjordStorage
 import FjordWire
+import FjordTLS
 import Logging
 import NIOCore
+import NIOSSL
 import NIOTLS
 import SwiftProtobuf
 
@@ -61,6 +63,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let usesFileRegions: Bool
     /// Closes the connection unless it completes its handshake in time.
     private var handshakeTimer: Scheduled<Void>?
+    /// Who the client is (from its certificate) and the decisions made for it.
+    var authorization: ConnectionAuthorization
+    /// Why the client certificate gives no principal: the answer to the handshake.
+    private var authenticationError: BrokerError?
 
     /// Creates the handler of a connection; one that is over the connection limit answers its
     /// handshake with `rejection` and closes.
@@ -72,6 +78,31 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.transportReady = !usesTLS
         self.usesFileRegions = !usesTLS
         self.rejection = rejection
+        self.authorization = ConnectionAuthorization(
+            scope: AuthorizationScope(
+                authorizer: broker.authorizer, principal: .anonymous, host: "",
+                audit: DenialAudit(logger: logger, metrics: broker.metrics)))
+    }
+
+    /// Sets who the client is; `certificate` is what TLS verified (nil without one).
+    private func authenticate(certificate: NIOSSLCertificate?, context: ChannelHandlerContext) {
+        let host = context.channel.remoteAddress?.ipAddress ?? ""
+        var principal = Principal.anonymous
+        if let certificate {
+            do throws(TLSConfigurationError) {
+                switch broker.principalMapper.principal(for: try CertificateIdentity(certificate)) {
+                case .success(let mapped): principal = mapped
+                case .failure(let error): authenticationError = error
+                }
+            } catch {
+                authenticationError = BrokerError(.authenticationFailed, error.message)
+            }
+        }
+        logger[metadataKey: "principal"] = "\(principal)"
+        authorization = ConnectionAuthorization(
+            scope: AuthorizationScope(
+                authorizer: broker.authorizer, principal: principal, host: host,
+                audit: DenialAudit(logger: logger, metrics: broker.metrics)))
     }
 
     // MARK: Lifecycle
@@ -81,6 +112,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         storageTurns = StorageTurns(scheduler: broker.scheduler, eventLoop: context.eventLoop)
         storageTurns?.onRoom = { [unowned self] in resumeReadingIfPossible() }
         if let remote = context.channel.remoteAddress { logger[metadataKey: "connection.remote"] = "\(remote)" }
+        if transportReady { authenticate(certificate: nil, context: context) }  // plaintext: anonymous
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         handshakeTimer = context.eventLoop.scheduleTask(
             in: .milliseconds(Int64(broker.configuration.handshakeTimeoutMilliseconds))
@@ -88,7 +120,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .handshakeCompleted = event as? TLSUserEvent { transportReady = true }
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            transportReady = true
+            authenticate(certificate: try? context.pipeline.syncOperations.nioSSL_peerCertificate(), context: context)
+        }
         if let event = event as? ConnectionAdmissionEvent { return admissionEventTriggered(event) }
         context.fireUserInboundEventTriggered(event)
     }
@@ -305,6 +340,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 BrokerError(.unsupportedVersion, "protocol version \(request.protocolVersion) is not supported; this broker speaks version 1"))
             return
         }
+        if let authenticationError {
+            closeWithError(authenticationError)
+            return
+        }
         if request.maxFrameBytes > 0 {
             clientMaxFrameBytes = min(Int(request.maxFrameBytes), broker.configuration.maxFrameBytes)
         }
@@ -320,9 +359,10 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         response.maxFrameBytes = UInt32(broker.configuration.maxFrameBytes)
         response.maxBatchBytes = UInt32(clamping: (try? broker.configuration.logDefaults().maxBatchBytes) ?? 0)
         response.maxInFlightBytes = UInt64(broker.configuration.maxInFlightBytesPerConnection)
+        response.principal = authorization.scope.principal.description
         send(response, streamID: streamID, method: Fjord_V1_Method.handshake.id, flags: .endStream)
         record("handshake", since: started, error: nil)
-        logger.debug("handshake done")
+        broker.logLimiter.log(logger, .info, "client connected")
     }
 
     // MARK: Unary requests
@@ -337,7 +377,7 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let started = NIODeadline.now()
-        let admin = AdminRequests(broker: broker)
+        let admin = AdminRequests(broker: broker, scope: authorization.scope)
         guard let context, let token = state.token(of: streamID) else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.makeFutureWithTask { () async -> Result<ByteBuffer, BrokerError> in
@@ -400,6 +440,9 @@ extension Fjord_V1_Method {
         case .subscribe: "subscribe"
         case .listOffsets: "list_offsets"
         case .initProducerID: "init_producer_id"
+        case .createAcls: "create_acls"
+        case .listAcls: "list_acls"
+        case .deleteAcls: "delete_acls"
         default: "unknown"
         }
     }

@@ -87,6 +87,7 @@ final class FetchOperation {
         var ends: [(Partition, Int64)] = []
         for wanted in request.partitions {
             let partition: Result<Partition, BrokerError> = Result { () throws(BrokerError) in
+                try handler.authorization.require(.read, .topic, wanted.topic)
                 let partition = try registry.partition(topic: wanted.topic, index: Int(wanted.partition))
                 try partition.checkLeaderEpoch(wanted.leaderEpoch)
                 return partition

@@ -81,6 +81,9 @@ final class Subscription {
         }
         let partition: Partition
         do throws(BrokerError) {
+            // Checked before every read: a revoked permission ends the stream (the answer is cached
+            // until an ACL changes, so this costs a lookup).
+            try handler.authorization.require(.read, .topic, topic)
             partition = try handler.broker.registry.partition(topic: topic, index: partitionIndex)
             guard partition.topicID == topicID else {
                 throw BrokerError(.unknownTopicOrPartition, "topic \"\(topic)\" was deleted (and created again)")
@@ -177,6 +180,7 @@ extension ConnectionHandler {
             guard request.creditBytes > 0 else {
                 throw BrokerError(.invalidRequest, "a subscription needs positive credit_bytes")
             }
+            try authorization.require(.read, .topic, request.topic)
             let partition = try broker.registry.partition(topic: request.topic, index: Int(request.partition))
             try partition.checkLeaderEpoch(request.leaderEpoch)
             let start = partition.log.logStartOffset

@@ -65,9 +65,11 @@ struct CertsCommand: ParsableCommand {
             discussion: "Example: fjord certs client --dir ./certs --name billing-service")
         @Option(help: "Directory holding ca.pem and ca-key.pem; the files are written there.") var dir = "certs"
         @Option(help: "Client name: the certificate's common name and the file name stem.") var name = "client"
+        @Option(help: "A URI subject alternative name, such as a SPIFFE id (spiffe://example.org/billing); may repeat.")
+        var uri: [String] = []
 
         func run() throws {
-            let certificate = try loadCA(dir).issueClientCertificate(commonName: name)
+            let certificate = try loadCA(dir).issueClientCertificate(commonName: name, uris: uri)
             try certificate.write(to: dir, name: name)
             print("wrote \(dir)/\(name).pem and \(dir)/\(name)-key.pem")
         }

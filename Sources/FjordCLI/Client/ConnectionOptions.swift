@@ -92,6 +92,10 @@ func fail(_ error: any Error) -> ExitCode {
             message += "\nhint: list topics with `fjord topics list`, or create it with `fjord topics create NAME`"
         case .topicAlreadyExists:
             message += "\nhint: `fjord topics describe NAME` shows it"
+        case .topicAuthorizationFailed, .groupAuthorizationFailed, .clusterAuthorizationFailed:
+            message += "\nhint: `fjord acl whoami` prints who the broker takes you for; an administrator grants access with `fjord acl add`"
+        case .authenticationFailed:
+            message += "\nhint: the broker maps client certificates to principals with tls.principal.source and tls.principal.mapping.rules"
         default:
             break
         }

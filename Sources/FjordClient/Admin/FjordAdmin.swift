@@ -113,4 +113,38 @@ public struct FjordAdmin: Sendable {
             return result.offset < 0 ? nil : result.offset
         }
     }
+
+    // MARK: Access control
+
+    /// Adds ACL entries (all or none; needs `alter` on the cluster) and returns how many were new.
+    ///
+    /// ```swift
+    /// try await admin.createACLs([
+    ///     ACLBinding(principal: "User:billing", resourceType: .topic, resourceName: "orders", operation: .write),
+    /// ])
+    /// ```
+    @discardableResult
+    public func createACLs(_ bindings: [ACLBinding]) async throws -> Int {
+        var request = Fjord_V1_CreateAclsRequest()
+        request.acls = bindings.map(\.wireValue)
+        let response: Fjord_V1_CreateAclsResponse = try await client.call(.createAcls, request)
+        return Int(response.created)
+    }
+
+    /// The ACL entries `filter` selects (needs `describe` on the cluster).
+    public func listACLs(_ filter: ACLBindingFilter = ACLBindingFilter()) async throws -> [ACLBinding] {
+        var request = Fjord_V1_ListAclsRequest()
+        request.filter = filter.wireValue
+        let response: Fjord_V1_ListAclsResponse = try await client.call(.listAcls, request)
+        return response.acls.map(ACLBinding.init(wire:))
+    }
+
+    /// Deletes every ACL entry one of `filters` selects (needs `alter` on the cluster) and returns them.
+    @discardableResult
+    public func deleteACLs(_ filters: [ACLBindingFilter]) async throws -> [ACLBinding] {
+        var request = Fjord_V1_DeleteAclsRequest()
+        request.filters = filters.map(\.wireValue)
+        let response: Fjord_V1_DeleteAclsResponse = try await client.call(.deleteAcls, request)
+        return response.deleted.map(ACLBinding.init(wire:))
+    }
 }

@@ -60,6 +60,11 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
 
   /// Log.InitProducerId: unary. An idempotent producer's id and epoch.
   case initProducerID // = 24
+
+  /// Acls.*: unary. Access control lists (docs/security.md).
+  case createAcls // = 30
+  case listAcls // = 31
+  case deleteAcls // = 32
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -82,6 +87,9 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
     case 22: self = .subscribe
     case 23: self = .listOffsets
     case 24: self = .initProducerID
+    case 30: self = .createAcls
+    case 31: self = .listAcls
+    case 32: self = .deleteAcls
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -102,6 +110,9 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
     case .subscribe: return 22
     case .listOffsets: return 23
     case .initProducerID: return 24
+    case .createAcls: return 30
+    case .listAcls: return 31
+    case .deleteAcls: return 32
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -122,6 +133,9 @@ public nonisolated enum Fjord_V1_Method: SwiftProtobuf.Enum, Swift.CaseIterable 
     .subscribe,
     .listOffsets,
     .initProducerID,
+    .createAcls,
+    .listAcls,
+    .deleteAcls,
   ]
 
 }
@@ -205,6 +219,10 @@ public nonisolated struct Fjord_V1_HandshakeResponse: Sendable {
   /// Bytes of produce requests the broker holds for one connection before it stops reading from it.
   public var maxInFlightBytes: UInt64 = 0
 
+  /// Who the broker takes the client to be, as ACLs name it: `User:<name>` mapped from the client
+  /// certificate (tls.principal.* settings), or `User:ANONYMOUS` without one.
+  public var principal: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -215,7 +233,7 @@ public nonisolated struct Fjord_V1_HandshakeResponse: Sendable {
 fileprivate nonisolated let _protobuf_package = "fjord.v1"
 
 nonisolated extension Fjord_V1_Method: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0METHOD_UNSPECIFIED\0\u{1}METHOD_HANDSHAKE\0\u{1}METHOD_GET_METADATA\0\u{2}\u{8}METHOD_CREATE_TOPIC\0\u{1}METHOD_DELETE_TOPIC\0\u{1}METHOD_LIST_TOPICS\0\u{1}METHOD_DESCRIBE_TOPIC\0\u{1}METHOD_CREATE_PARTITIONS\0\u{1}METHOD_ALTER_TOPIC_CONFIG\0\u{2}\u{5}METHOD_PRODUCE\0\u{1}METHOD_FETCH\0\u{1}METHOD_SUBSCRIBE\0\u{1}METHOD_LIST_OFFSETS\0\u{1}METHOD_INIT_PRODUCER_ID\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0METHOD_UNSPECIFIED\0\u{1}METHOD_HANDSHAKE\0\u{1}METHOD_GET_METADATA\0\u{2}\u{8}METHOD_CREATE_TOPIC\0\u{1}METHOD_DELETE_TOPIC\0\u{1}METHOD_LIST_TOPICS\0\u{1}METHOD_DESCRIBE_TOPIC\0\u{1}METHOD_CREATE_PARTITIONS\0\u{1}METHOD_ALTER_TOPIC_CONFIG\0\u{2}\u{5}METHOD_PRODUCE\0\u{1}METHOD_FETCH\0\u{1}METHOD_SUBSCRIBE\0\u{1}METHOD_LIST_OFFSETS\0\u{1}METHOD_INIT_PRODUCER_ID\0\u{2}\u{6}METHOD_CREATE_ACLS\0\u{1}METHOD_LIST_ACLS\0\u{1}METHOD_DELETE_ACLS\0")
 }
 
 nonisolated extension Fjord_V1_ProtocolVersion: SwiftProtobuf._ProtoNameProviding {
@@ -264,7 +282,7 @@ nonisolated extension Fjord_V1_HandshakeRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Fjord_V1_HandshakeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HandshakeResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}node_id\0\u{3}cluster_id\0\u{3}max_frame_bytes\0\u{3}max_batch_bytes\0\u{3}max_in_flight_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}protocol_version\0\u{3}node_id\0\u{3}cluster_id\0\u{3}max_frame_bytes\0\u{3}max_batch_bytes\0\u{3}max_in_flight_bytes\0\u{1}principal\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -278,6 +296,7 @@ nonisolated extension Fjord_V1_HandshakeResponse: SwiftProtobuf.Message, SwiftPr
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxFrameBytes) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.maxBatchBytes) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.maxInFlightBytes) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.principal) }()
       default: break
       }
     }
@@ -302,6 +321,9 @@ nonisolated extension Fjord_V1_HandshakeResponse: SwiftProtobuf.Message, SwiftPr
     if self.maxInFlightBytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.maxInFlightBytes, fieldNumber: 6)
     }
+    if !self.principal.isEmpty {
+      try visitor.visitSingularStringField(value: self.principal, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -312,6 +334,7 @@ nonisolated extension Fjord_V1_HandshakeResponse: SwiftProtobuf.Message, SwiftPr
     if lhs.maxFrameBytes != rhs.maxFrameBytes {return false}
     if lhs.maxBatchBytes != rhs.maxBatchBytes {return false}
     if lhs.maxInFlightBytes != rhs.maxInFlightBytes {return false}
+    if lhs.principal != rhs.principal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

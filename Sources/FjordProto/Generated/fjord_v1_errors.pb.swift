@@ -153,6 +153,23 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
   /// partition is offline until an operator accepts the loss (`fjord log repair --accept-lost-tail`
   /// on the stopped broker). The message names the missing offsets. Not retriable.
   case logTailLost // = 63
+
+  /// --- Security ---
+  /// The principal may not perform the operation on the topic (an ACL denies it, or none allows
+  /// it while the authorizer is on). The message names the principal, operation and topic.
+  /// Not retriable.
+  case topicAuthorizationFailed // = 70
+
+  /// The same for a consumer group. Not retriable.
+  case groupAuthorizationFailed // = 71
+
+  /// The same for the cluster (creating topics, managing ACLs, ...). Not retriable.
+  case clusterAuthorizationFailed // = 72
+
+  /// The client certificate maps to no principal (no tls.principal.mapping.rules rule matches, or
+  /// it lacks the name tls.principal.source asks for). Sent on stream 0 in answer to the
+  /// handshake; the connection closes. Not retriable.
+  case authenticationFailed // = 73
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -193,6 +210,10 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case 61: self = .storageError
     case 62: self = .corruptLog
     case 63: self = .logTailLost
+    case 70: self = .topicAuthorizationFailed
+    case 71: self = .groupAuthorizationFailed
+    case 72: self = .clusterAuthorizationFailed
+    case 73: self = .authenticationFailed
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -231,6 +252,10 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     case .storageError: return 61
     case .corruptLog: return 62
     case .logTailLost: return 63
+    case .topicAuthorizationFailed: return 70
+    case .groupAuthorizationFailed: return 71
+    case .clusterAuthorizationFailed: return 72
+    case .authenticationFailed: return 73
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -269,6 +294,10 @@ public nonisolated enum Fjord_V1_ErrorCode: SwiftProtobuf.Enum, Swift.CaseIterab
     .storageError,
     .corruptLog,
     .logTailLost,
+    .topicAuthorizationFailed,
+    .groupAuthorizationFailed,
+    .clusterAuthorizationFailed,
+    .authenticationFailed,
   ]
 
 }
@@ -297,7 +326,7 @@ public nonisolated struct Fjord_V1_Error: Sendable {
 fileprivate nonisolated let _protobuf_package = "fjord.v1"
 
 nonisolated extension Fjord_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_NONE\0\u{1}ERROR_CODE_UNKNOWN\0\u{1}ERROR_CODE_MALFORMED_FRAME\0\u{1}ERROR_CODE_FRAME_TOO_LARGE\0\u{1}ERROR_CODE_MALFORMED_MESSAGE\0\u{1}ERROR_CODE_HANDSHAKE_REQUIRED\0\u{1}ERROR_CODE_UNSUPPORTED_VERSION\0\u{1}ERROR_CODE_UNKNOWN_METHOD\0\u{1}ERROR_CODE_INVALID_STREAM\0\u{1}ERROR_CODE_INVALID_REQUEST\0\u{1}ERROR_CODE_TOO_MANY_CONNECTIONS\0\u{1}ERROR_CODE_BROKER_SHUTTING_DOWN\0\u{1}ERROR_CODE_REQUEST_TIMED_OUT\0\u{2}\u{8}ERROR_CODE_UNKNOWN_TOPIC_OR_PARTITION\0\u{1}ERROR_CODE_TOPIC_ALREADY_EXISTS\0\u{1}ERROR_CODE_INVALID_TOPIC\0\u{1}ERROR_CODE_INVALID_PARTITIONS\0\u{1}ERROR_CODE_INVALID_CONFIG\0\u{2}\u{6}ERROR_CODE_FENCED_LEADER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_LEADER_EPOCH\0\u{1}ERROR_CODE_NOT_LEADER\0\u{2}\u{8}ERROR_CODE_CORRUPT_BATCH\0\u{1}ERROR_CODE_BATCH_TOO_LARGE\0\u{1}ERROR_CODE_UNSUPPORTED_COMPRESSION\0\u{1}ERROR_CODE_OUT_OF_ORDER_SEQUENCE\0\u{1}ERROR_CODE_INVALID_PRODUCER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_PRODUCER_ID\0\u{2}\u{5}ERROR_CODE_OFFSET_OUT_OF_RANGE\0\u{2}\u{a}ERROR_CODE_DISK_FULL\0\u{1}ERROR_CODE_STORAGE_ERROR\0\u{1}ERROR_CODE_CORRUPT_LOG\0\u{1}ERROR_CODE_LOG_TAIL_LOST\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_NONE\0\u{1}ERROR_CODE_UNKNOWN\0\u{1}ERROR_CODE_MALFORMED_FRAME\0\u{1}ERROR_CODE_FRAME_TOO_LARGE\0\u{1}ERROR_CODE_MALFORMED_MESSAGE\0\u{1}ERROR_CODE_HANDSHAKE_REQUIRED\0\u{1}ERROR_CODE_UNSUPPORTED_VERSION\0\u{1}ERROR_CODE_UNKNOWN_METHOD\0\u{1}ERROR_CODE_INVALID_STREAM\0\u{1}ERROR_CODE_INVALID_REQUEST\0\u{1}ERROR_CODE_TOO_MANY_CONNECTIONS\0\u{1}ERROR_CODE_BROKER_SHUTTING_DOWN\0\u{1}ERROR_CODE_REQUEST_TIMED_OUT\0\u{2}\u{8}ERROR_CODE_UNKNOWN_TOPIC_OR_PARTITION\0\u{1}ERROR_CODE_TOPIC_ALREADY_EXISTS\0\u{1}ERROR_CODE_INVALID_TOPIC\0\u{1}ERROR_CODE_INVALID_PARTITIONS\0\u{1}ERROR_CODE_INVALID_CONFIG\0\u{2}\u{6}ERROR_CODE_FENCED_LEADER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_LEADER_EPOCH\0\u{1}ERROR_CODE_NOT_LEADER\0\u{2}\u{8}ERROR_CODE_CORRUPT_BATCH\0\u{1}ERROR_CODE_BATCH_TOO_LARGE\0\u{1}ERROR_CODE_UNSUPPORTED_COMPRESSION\0\u{1}ERROR_CODE_OUT_OF_ORDER_SEQUENCE\0\u{1}ERROR_CODE_INVALID_PRODUCER_EPOCH\0\u{1}ERROR_CODE_UNKNOWN_PRODUCER_ID\0\u{2}\u{5}ERROR_CODE_OFFSET_OUT_OF_RANGE\0\u{2}\u{a}ERROR_CODE_DISK_FULL\0\u{1}ERROR_CODE_STORAGE_ERROR\0\u{1}ERROR_CODE_CORRUPT_LOG\0\u{1}ERROR_CODE_LOG_TAIL_LOST\0\u{2}\u{7}ERROR_CODE_TOPIC_AUTHORIZATION_FAILED\0\u{1}ERROR_CODE_GROUP_AUTHORIZATION_FAILED\0\u{1}ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED\0\u{1}ERROR_CODE_AUTHENTICATION_FAILED\0")
 }
 
 nonisolated extension Fjord_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -161,7 +161,7 @@ const ProtobufCMessageDescriptor fjord__v1__handshake_request__descriptor =
   (ProtobufCMessageInit) fjord__v1__handshake_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor fjord__v1__handshake_response__field_descriptors[6] =
+static const ProtobufCFieldDescriptor fjord__v1__handshake_response__field_descriptors[7] =
 {
   {
     "protocol_version",
@@ -235,6 +235,18 @@ static const ProtobufCFieldDescriptor fjord__v1__handshake_response__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "principal",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Fjord__V1__HandshakeResponse, principal),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned fjord__v1__handshake_response__field_indices_by_name[] = {
   2,   /* field[2] = cluster_id */
@@ -242,12 +254,13 @@ static const unsigned fjord__v1__handshake_response__field_indices_by_name[] = {
   3,   /* field[3] = max_frame_bytes */
   5,   /* field[5] = max_in_flight_bytes */
   1,   /* field[1] = node_id */
+  6,   /* field[6] = principal */
   0,   /* field[0] = protocol_version */
 };
 static const ProtobufCIntRange fjord__v1__handshake_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor fjord__v1__handshake_response__descriptor =
 {
@@ -257,14 +270,14 @@ const ProtobufCMessageDescriptor fjord__v1__handshake_response__descriptor =
   "Fjord__V1__HandshakeResponse",
   "fjord.v1",
   sizeof(Fjord__V1__HandshakeResponse),
-  6,
+  7,
   fjord__v1__handshake_response__field_descriptors,
   fjord__v1__handshake_response__field_indices_by_name,
   1,  fjord__v1__handshake_response__number_ranges,
   (ProtobufCMessageInit) fjord__v1__handshake_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue fjord__v1__method__enum_values_by_number[14] =
+static const ProtobufCEnumValue fjord__v1__method__enum_values_by_number[17] =
 {
   { "METHOD_UNSPECIFIED", "FJORD__V1__METHOD__METHOD_UNSPECIFIED", 0 },
   { "METHOD_HANDSHAKE", "FJORD__V1__METHOD__METHOD_HANDSHAKE", 1 },
@@ -280,21 +293,27 @@ static const ProtobufCEnumValue fjord__v1__method__enum_values_by_number[14] =
   { "METHOD_SUBSCRIBE", "FJORD__V1__METHOD__METHOD_SUBSCRIBE", 22 },
   { "METHOD_LIST_OFFSETS", "FJORD__V1__METHOD__METHOD_LIST_OFFSETS", 23 },
   { "METHOD_INIT_PRODUCER_ID", "FJORD__V1__METHOD__METHOD_INIT_PRODUCER_ID", 24 },
+  { "METHOD_CREATE_ACLS", "FJORD__V1__METHOD__METHOD_CREATE_ACLS", 30 },
+  { "METHOD_LIST_ACLS", "FJORD__V1__METHOD__METHOD_LIST_ACLS", 31 },
+  { "METHOD_DELETE_ACLS", "FJORD__V1__METHOD__METHOD_DELETE_ACLS", 32 },
 };
 static const ProtobufCIntRange fjord__v1__method__value_ranges[] = {
-{0, 0},{10, 3},{20, 9},{0, 14}
+{0, 0},{10, 3},{20, 9},{30, 14},{0, 17}
 };
-static const ProtobufCEnumValueIndex fjord__v1__method__enum_values_by_name[14] =
+static const ProtobufCEnumValueIndex fjord__v1__method__enum_values_by_name[17] =
 {
   { "METHOD_ALTER_TOPIC_CONFIG", 8 },
+  { "METHOD_CREATE_ACLS", 14 },
   { "METHOD_CREATE_PARTITIONS", 7 },
   { "METHOD_CREATE_TOPIC", 3 },
+  { "METHOD_DELETE_ACLS", 16 },
   { "METHOD_DELETE_TOPIC", 4 },
   { "METHOD_DESCRIBE_TOPIC", 6 },
   { "METHOD_FETCH", 10 },
   { "METHOD_GET_METADATA", 2 },
   { "METHOD_HANDSHAKE", 1 },
   { "METHOD_INIT_PRODUCER_ID", 13 },
+  { "METHOD_LIST_ACLS", 15 },
   { "METHOD_LIST_OFFSETS", 12 },
   { "METHOD_LIST_TOPICS", 5 },
   { "METHOD_PRODUCE", 9 },
@@ -308,11 +327,11 @@ const ProtobufCEnumDescriptor fjord__v1__method__descriptor =
   "Method",
   "Fjord__V1__Method",
   "fjord.v1",
-  14,
+  17,
   fjord__v1__method__enum_values_by_number,
-  14,
+  17,
   fjord__v1__method__enum_values_by_name,
-  3,
+  4,
   fjord__v1__method__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

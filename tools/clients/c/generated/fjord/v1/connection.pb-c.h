@@ -63,7 +63,13 @@ typedef enum _Fjord__V1__Method {
   /*
    * Log.InitProducerId: unary. An idempotent producer's id and epoch.
    */
-  FJORD__V1__METHOD__METHOD_INIT_PRODUCER_ID = 24
+  FJORD__V1__METHOD__METHOD_INIT_PRODUCER_ID = 24,
+  /*
+   * Acls.*: unary. Access control lists (docs/security.md).
+   */
+  FJORD__V1__METHOD__METHOD_CREATE_ACLS = 30,
+  FJORD__V1__METHOD__METHOD_LIST_ACLS = 31,
+  FJORD__V1__METHOD__METHOD_DELETE_ACLS = 32
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FJORD__V1__METHOD)
 } Fjord__V1__Method;
 /*
@@ -127,10 +133,15 @@ struct  Fjord__V1__HandshakeResponse
    * Bytes of produce requests the broker holds for one connection before it stops reading from it.
    */
   uint64_t max_in_flight_bytes;
+  /*
+   * Who the broker takes the client to be, as ACLs name it: `User:<name>` mapped from the client
+   * certificate (tls.principal.* settings), or `User:ANONYMOUS` without one.
+   */
+  char *principal;
 };
 #define FJORD__V1__HANDSHAKE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&fjord__v1__handshake_response__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /* Fjord__V1__HandshakeRequest methods */

@@ -116,7 +116,7 @@ const ProtobufCMessageDescriptor fjord__v1__error__descriptor =
   (ProtobufCMessageInit) fjord__v1__error__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue fjord__v1__error_code__enum_values_by_number[32] =
+static const ProtobufCEnumValue fjord__v1__error_code__enum_values_by_number[36] =
 {
   { "ERROR_CODE_NONE", "FJORD__V1__ERROR_CODE__ERROR_CODE_NONE", 0 },
   { "ERROR_CODE_UNKNOWN", "FJORD__V1__ERROR_CODE__ERROR_CODE_UNKNOWN", 1 },
@@ -150,19 +150,26 @@ static const ProtobufCEnumValue fjord__v1__error_code__enum_values_by_number[32]
   { "ERROR_CODE_STORAGE_ERROR", "FJORD__V1__ERROR_CODE__ERROR_CODE_STORAGE_ERROR", 61 },
   { "ERROR_CODE_CORRUPT_LOG", "FJORD__V1__ERROR_CODE__ERROR_CODE_CORRUPT_LOG", 62 },
   { "ERROR_CODE_LOG_TAIL_LOST", "FJORD__V1__ERROR_CODE__ERROR_CODE_LOG_TAIL_LOST", 63 },
+  { "ERROR_CODE_TOPIC_AUTHORIZATION_FAILED", "FJORD__V1__ERROR_CODE__ERROR_CODE_TOPIC_AUTHORIZATION_FAILED", 70 },
+  { "ERROR_CODE_GROUP_AUTHORIZATION_FAILED", "FJORD__V1__ERROR_CODE__ERROR_CODE_GROUP_AUTHORIZATION_FAILED", 71 },
+  { "ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED", "FJORD__V1__ERROR_CODE__ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED", 72 },
+  { "ERROR_CODE_AUTHENTICATION_FAILED", "FJORD__V1__ERROR_CODE__ERROR_CODE_AUTHENTICATION_FAILED", 73 },
 };
 static const ProtobufCIntRange fjord__v1__error_code__value_ranges[] = {
-{0, 0},{20, 13},{30, 18},{40, 21},{50, 27},{60, 28},{0, 32}
+{0, 0},{20, 13},{30, 18},{40, 21},{50, 27},{60, 28},{70, 32},{0, 36}
 };
-static const ProtobufCEnumValueIndex fjord__v1__error_code__enum_values_by_name[32] =
+static const ProtobufCEnumValueIndex fjord__v1__error_code__enum_values_by_name[36] =
 {
+  { "ERROR_CODE_AUTHENTICATION_FAILED", 35 },
   { "ERROR_CODE_BATCH_TOO_LARGE", 22 },
   { "ERROR_CODE_BROKER_SHUTTING_DOWN", 11 },
+  { "ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED", 34 },
   { "ERROR_CODE_CORRUPT_BATCH", 21 },
   { "ERROR_CODE_CORRUPT_LOG", 30 },
   { "ERROR_CODE_DISK_FULL", 28 },
   { "ERROR_CODE_FENCED_LEADER_EPOCH", 18 },
   { "ERROR_CODE_FRAME_TOO_LARGE", 3 },
+  { "ERROR_CODE_GROUP_AUTHORIZATION_FAILED", 33 },
   { "ERROR_CODE_HANDSHAKE_REQUIRED", 5 },
   { "ERROR_CODE_INVALID_CONFIG", 17 },
   { "ERROR_CODE_INVALID_PARTITIONS", 16 },
@@ -181,6 +188,7 @@ static const ProtobufCEnumValueIndex fjord__v1__error_code__enum_values_by_name[
   { "ERROR_CODE_STORAGE_ERROR", 29 },
   { "ERROR_CODE_TOO_MANY_CONNECTIONS", 10 },
   { "ERROR_CODE_TOPIC_ALREADY_EXISTS", 14 },
+  { "ERROR_CODE_TOPIC_AUTHORIZATION_FAILED", 32 },
   { "ERROR_CODE_UNKNOWN", 1 },
   { "ERROR_CODE_UNKNOWN_LEADER_EPOCH", 19 },
   { "ERROR_CODE_UNKNOWN_METHOD", 7 },
@@ -196,11 +204,11 @@ const ProtobufCEnumDescriptor fjord__v1__error_code__descriptor =
   "ErrorCode",
   "Fjord__V1__ErrorCode",
   "fjord.v1",
-  32,
+  36,
   fjord__v1__error_code__enum_values_by_number,
-  32,
+  36,
   fjord__v1__error_code__enum_values_by_name,
-  6,
+  7,
   fjord__v1__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };

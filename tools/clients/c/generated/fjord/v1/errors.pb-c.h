@@ -175,7 +175,28 @@ typedef enum _Fjord__V1__ErrorCode {
    * partition is offline until an operator accepts the loss (`fjord log repair --accept-lost-tail`
    * on the stopped broker). The message names the missing offsets. Not retriable.
    */
-  FJORD__V1__ERROR_CODE__ERROR_CODE_LOG_TAIL_LOST = 63
+  FJORD__V1__ERROR_CODE__ERROR_CODE_LOG_TAIL_LOST = 63,
+  /*
+   * --- Security ---
+   * The principal may not perform the operation on the topic (an ACL denies it, or none allows
+   * it while the authorizer is on). The message names the principal, operation and topic.
+   * Not retriable.
+   */
+  FJORD__V1__ERROR_CODE__ERROR_CODE_TOPIC_AUTHORIZATION_FAILED = 70,
+  /*
+   * The same for a consumer group. Not retriable.
+   */
+  FJORD__V1__ERROR_CODE__ERROR_CODE_GROUP_AUTHORIZATION_FAILED = 71,
+  /*
+   * The same for the cluster (creating topics, managing ACLs, ...). Not retriable.
+   */
+  FJORD__V1__ERROR_CODE__ERROR_CODE_CLUSTER_AUTHORIZATION_FAILED = 72,
+  /*
+   * The client certificate maps to no principal (no tls.principal.mapping.rules rule matches, or
+   * it lacks the name tls.principal.source asks for). Sent on stream 0 in answer to the
+   * handshake; the connection closes. Not retriable.
+   */
+  FJORD__V1__ERROR_CODE__ERROR_CODE_AUTHENTICATION_FAILED = 73
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(FJORD__V1__ERROR_CODE)
 } Fjord__V1__ErrorCode;
 

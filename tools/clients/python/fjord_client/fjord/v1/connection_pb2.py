@@ -13,21 +13,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66jord/v1/connection.proto\x12\x08\x66jord.v1\"X\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x17\n\x0fmax_frame_bytes\x18\x03 \x01(\r\"\xa1\x01\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0f\n\x07node_id\x18\x02 \x01(\x05\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\x17\n\x0fmax_frame_bytes\x18\x04 \x01(\r\x12\x17\n\x0fmax_batch_bytes\x18\x05 \x01(\r\x12\x1b\n\x13max_in_flight_bytes\x18\x06 \x01(\x04*\xe3\x02\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x14\n\x10METHOD_HANDSHAKE\x10\x01\x12\x17\n\x13METHOD_GET_METADATA\x10\x02\x12\x17\n\x13METHOD_CREATE_TOPIC\x10\n\x12\x17\n\x13METHOD_DELETE_TOPIC\x10\x0b\x12\x16\n\x12METHOD_LIST_TOPICS\x10\x0c\x12\x19\n\x15METHOD_DESCRIBE_TOPIC\x10\r\x12\x1c\n\x18METHOD_CREATE_PARTITIONS\x10\x0e\x12\x1d\n\x19METHOD_ALTER_TOPIC_CONFIG\x10\x0f\x12\x12\n\x0eMETHOD_PRODUCE\x10\x14\x12\x10\n\x0cMETHOD_FETCH\x10\x15\x12\x14\n\x10METHOD_SUBSCRIBE\x10\x16\x12\x17\n\x13METHOD_LIST_OFFSETS\x10\x17\x12\x1b\n\x17METHOD_INIT_PRODUCER_ID\x10\x18*K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01\x32R\n\nConnection\x12\x44\n\tHandshake\x12\x1a.fjord.v1.HandshakeRequest\x1a\x1b.fjord.v1.HandshakeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66jord/v1/connection.proto\x12\x08\x66jord.v1\"X\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x17\n\x0fmax_frame_bytes\x18\x03 \x01(\r\"\xb4\x01\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0f\n\x07node_id\x18\x02 \x01(\x05\x12\x12\n\ncluster_id\x18\x03 \x01(\t\x12\x17\n\x0fmax_frame_bytes\x18\x04 \x01(\r\x12\x17\n\x0fmax_batch_bytes\x18\x05 \x01(\r\x12\x1b\n\x13max_in_flight_bytes\x18\x06 \x01(\x04\x12\x11\n\tprincipal\x18\x07 \x01(\t*\xa9\x03\n\x06Method\x12\x16\n\x12METHOD_UNSPECIFIED\x10\x00\x12\x14\n\x10METHOD_HANDSHAKE\x10\x01\x12\x17\n\x13METHOD_GET_METADATA\x10\x02\x12\x17\n\x13METHOD_CREATE_TOPIC\x10\n\x12\x17\n\x13METHOD_DELETE_TOPIC\x10\x0b\x12\x16\n\x12METHOD_LIST_TOPICS\x10\x0c\x12\x19\n\x15METHOD_DESCRIBE_TOPIC\x10\r\x12\x1c\n\x18METHOD_CREATE_PARTITIONS\x10\x0e\x12\x1d\n\x19METHOD_ALTER_TOPIC_CONFIG\x10\x0f\x12\x12\n\x0eMETHOD_PRODUCE\x10\x14\x12\x10\n\x0cMETHOD_FETCH\x10\x15\x12\x14\n\x10METHOD_SUBSCRIBE\x10\x16\x12\x17\n\x13METHOD_LIST_OFFSETS\x10\x17\x12\x1b\n\x17METHOD_INIT_PRODUCER_ID\x10\x18\x12\x16\n\x12METHOD_CREATE_ACLS\x10\x1e\x12\x14\n\x10METHOD_LIST_ACLS\x10\x1f\x12\x16\n\x12METHOD_DELETE_ACLS\x10 *K\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x16\n\x12PROTOCOL_VERSION_1\x10\x01\x32R\n\nConnection\x12\x44\n\tHandshake\x12\x1a.fjord.v1.HandshakeRequest\x1a\x1b.fjord.v1.HandshakeResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fjord.v1.connection_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _METHOD._serialized_start=294
-  _METHOD._serialized_end=649
-  _PROTOCOLVERSION._serialized_start=651
-  _PROTOCOLVERSION._serialized_end=726
+  _METHOD._serialized_start=313
+  _METHOD._serialized_end=738
+  _PROTOCOLVERSION._serialized_start=740
+  _PROTOCOLVERSION._serialized_end=815
   _HANDSHAKEREQUEST._serialized_start=39
   _HANDSHAKEREQUEST._serialized_end=127
   _HANDSHAKERESPONSE._serialized_start=130
-  _HANDSHAKERESPONSE._serialized_end=291
-  _CONNECTION._serialized_start=728
-  _CONNECTION._serialized_end=810
+  _HANDSHAKERESPONSE._serialized_end=310
+  _CONNECTION._serialized_start=817
+  _CONNECTION._serialized_end=899
 # @@protoc_insertion_point(module_scope)
