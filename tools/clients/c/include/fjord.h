@@ -81,7 +81,12 @@ enum {
     FJORD_ERROR_OFFSET_OUT_OF_RANGE = 50,
     FJORD_ERROR_DISK_FULL = 60,
     FJORD_ERROR_STORAGE_ERROR = 61,
-    FJORD_ERROR_CORRUPT_LOG = 62 /* the partition's stored data is damaged; not retriable */
+    FJORD_ERROR_CORRUPT_LOG = 62, /* the partition's stored data is damaged; not retriable */
+    FJORD_ERROR_LOG_TAIL_LOST = 63,
+    FJORD_ERROR_TOPIC_AUTHORIZATION_FAILED = 70,
+    FJORD_ERROR_GROUP_AUTHORIZATION_FAILED = 71,
+    FJORD_ERROR_CLUSTER_AUTHORIZATION_FAILED = 72,
+    FJORD_ERROR_AUTHENTICATION_FAILED = 73
 };
 
 /* Local (client-side) error codes; never sent by a broker. */
