@@ -416,6 +416,8 @@ static int expire_pending(fjord_producer *p)
  * unanswered batch again, in order. Returns 0, or -1 when it cannot go on (err). */
 static int recover(fjord_producer *p, fjord_error *err)
 {
+    /* With nothing unanswered, keep trying to reconnect for a delivery timeout, for later sends. */
+    int64_t give_up = fjord_now_ms() + p->delivery_timeout_ms;
     for (;;) {
         if (fjord_conn_generation(p->conn) == p->gen && !fjord_conn_is_failed(p->conn)) {
             fjord_error ignored;
@@ -434,11 +436,8 @@ static int recover(fjord_producer *p, fjord_error *err)
         p->attempt++;
         sleep_ms(pause);
         if (fjord_conn_is_failed(p->conn) && fjord_reconnect(p->conn, err) < 0) {
-            if (!err || err->retriable || err->code == FJORD_ERR_TLS) {
-                if (p->pend_len == 0)
-                    return -1;
-                continue; /* the broker is not back yet */
-            }
+            if ((!err || err->retriable || err->code == FJORD_ERR_TLS) && (p->pend_len > 0 || fjord_now_ms() < give_up))
+                continue; /* the broker is not back yet (pending batches expire meanwhile) */
             return -1;
         }
         p->sid = fjord_conn_open_stream(p->conn);

@@ -131,5 +131,36 @@ if [[ $rc -eq 0 ]]; then ok "$(tail -1 "$tmp/check.out")"; else
     show "$tmp/check.out" 5
     show "$tmp/check.err"
 fi
+# The program too: fjord-produce (idempotent, acks durable) with input trickling in while the
+# broker is killed and restarted; every line acknowledged, every record stored once.
+bin=${FJORD_C_BIN_DIR:-${FJORD_C_BUILD:-$here/../build}}
+conn=(--broker "127.0.0.1:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem")
+if "$bin/fjord-admin" "${conn[@]}" create-topic restart-cli 2 >/dev/null 2>"$tmp/admin.err"; then
+    (for i in $(seq 1 400); do
+        printf '{"key":"%s","value":"%s"}\n' "$(printf 'k%d' $((i % 7)) | base64)" "$(printf 'line-%d' "$i" | base64)"
+        sleep 0.005
+    done) | "$bin/fjord-produce" restart-cli --format json --acks durable "${conn[@]}" >"$tmp/cli-acks" 2>"$tmp/cli-err" &
+    cli_pid=$!
+    sleep 1
+    kill -KILL "$broker_pid"
+    wait "$broker_pid" 2>/dev/null
+    sleep 0.3
+    start_broker "127.0.0.1:$port"
+    wait "$cli_pid"
+    cli_rc=$?
+    "$bin/fjord-consume" restart-cli --format json --from-beginning --timeout-ms 3000 "${conn[@]}" >"$tmp/cli-cons" 2>>"$tmp/cli-err"
+    acks=$(grep -c '"offset": *[0-9]' "$tmp/cli-acks")
+    stored=$(wc -l <"$tmp/cli-cons")
+    distinct=$(sed 's/.*"value": *"\([^"]*\)".*/\1/' "$tmp/cli-cons" | sort -u | wc -l)
+    if [[ $cli_rc -eq 0 && $acks -eq 400 && $stored -eq 400 && $distinct -eq 400 ]]; then
+        ok "fjord-produce through a broker kill: 400 lines acknowledged, 400 records stored once"
+    else
+        not_ok "fjord-produce through a broker kill (exit $cli_rc, $acks acknowledged, $stored stored, $distinct distinct)"
+        show "$tmp/cli-err"
+    fi
+else
+    not_ok "create topic restart-cli"
+    show "$tmp/admin.err"
+fi
 echo "restart: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]
