@@ -61,6 +61,25 @@ if cc "$here/restart_check.c" $(pkg-config --cflags --libs fjord) -Wl,-rpath,"$p
 fi
 
 if [[ -n "${FJORD_BIN:-}" ]]; then
+    # The example against a broker (TLS, development CA).
+    "$FJORD_BIN" serve --data-dir "$tmp/data" --listen 127.0.0.1:0 --operations-listen off >"$tmp/b.out" 2>"$tmp/b.err" &
+    bpid=$!
+    port=
+    for _ in $(seq 1 600); do
+        port=$(sed -n 's/.*listen\.tls=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$tmp/b.err" | head -1)
+        [[ -n "$port" && -s "$tmp/data/certs/ca.pem" ]] && break
+        sleep 0.1
+    done
+    "$tmp/hello" "127.0.0.1:$port" "$tmp/data/certs/ca.pem" >"$tmp/hello.out" 2>&1
+    rc=$?
+    kill "$bpid" 2>/dev/null
+    wait "$bpid" 2>/dev/null
+    if [[ $rc -eq 0 ]] && grep -q '^offset 2: world$' "$tmp/hello.out"; then
+        ok "example produces and reads back against a broker ($(grep '^produced' "$tmp/hello.out"))"
+    else
+        not_ok "example against a broker (exit $rc)"
+        sed 's/^/    /' "$tmp/hello.out"
+    fi
     FJORD_C_BIN_DIR="$prefix/bin" bash "$here/e2e.sh" >"$tmp/e2e.log" 2>&1
     rc=$?
     line=$(tail -1 "$tmp/e2e.log")
