@@ -550,7 +550,17 @@ static int pump_answers(fjord_producer *p, int (*cond)(const fjord_producer *, c
 {
     while (cond(p, arg)) {
         fjord_produce_result res;
-        int h = produce_step(p, -1, &res, err);
+        /* Wait no longer than the oldest batch's delivery deadline: a broker that never answers
+         * (but keeps the connection) ends in a resend, then in FJORD_ERR_TIMEOUT for that batch. */
+        int wait = -1;
+        if (p->pend_len > 0) {
+            int64_t left = p->pend[p->pend_head].deadline - fjord_now_ms();
+            wait = left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
+        }
+        int h = produce_step(p, wait, &res, err);
+        if (h == 0 && p->pend_len > 0 && fjord_now_ms() >= p->pend[p->pend_head].deadline && p->idempotent &&
+            recover(p, err) < 0)
+            return -1;
         if (h < 0)
             return -1;
         if (h == 1 && push_result(p, &res) < 0) {
