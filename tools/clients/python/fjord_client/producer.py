@@ -432,7 +432,7 @@ class Producer:
         times = []
         if self.linger is not None and self._open:
             times.append(min(b.created for b in self._open.values()) + self.linger)
-        times += [p.queued[0].deadline for p in self._parts.values() if p.queued]
+        times += [q[0].deadline for p in self._parts.values() for q in (p.queued, p.inflight) if q]
         if not times:
             return 1.0
         return min(1.0, max(0.0005, min(times) - now))
@@ -444,21 +444,29 @@ class Producer:
             self._seal(key)
 
     def _expire(self, now: float) -> None:
-        """Fail queued batches past their delivery deadline."""
+        """Fail waiting batches past their delivery deadline (the oldest are at the front of each
+        queue); a batch in flight past it (a broker that keeps the connection but never answers)
+        makes the idempotent producer send again, so that it expires from the queue."""
         for part in self._parts.values():
             for q in (part.queued, part.renumber):
-                kept: Deque[_Batch] = collections.deque()
-                for b in q:
-                    if b.deadline <= now:
-                        self._done(b, error=FjordTimeoutError(
-                            "%s/%d: not acknowledged within the delivery timeout (%.1f s); if it was sent, "
-                            "its outcome is unknown" % (b.topic, b.partition, self.delivery_timeout)))
-                        if self.idempotent and b.seq is not None:
-                            self._bump = True  # its sequences may be missing in the partition
-                    else:
-                        kept.append(b)
-                q.clear()
-                q.extend(kept)
+                while q and q[0].deadline <= now:
+                    b = q.popleft()
+                    self._done(b, error=FjordTimeoutError(
+                        "%s/%d: not acknowledged within the delivery timeout (%.1f s); if it was sent, "
+                        "its outcome is unknown" % (b.topic, b.partition, self.delivery_timeout)))
+                    if self.idempotent and b.seq is not None:
+                        self._bump = True  # its sequences may be missing in the partition
+            if part.inflight and part.inflight[0].deadline <= now:
+                if self.idempotent:
+                    if self._retry is None:
+                        self._retry = FjordTimeoutError("no answer within the delivery timeout")
+                else:
+                    b = part.inflight.popleft()
+                    self._by_rid.pop(b.rid, None)
+                    self._outstanding -= b.size
+                    self._done(b, error=FjordTimeoutError(
+                        "%s/%d: no answer within the delivery timeout (%.1f s); its outcome is unknown"
+                        % (b.topic, b.partition, self.delivery_timeout)))
 
     def _sendable(self) -> List[_Batch]:
         """Move the batches that may go now to in-flight, numbered (idempotent) and with request ids."""

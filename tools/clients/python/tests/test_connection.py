@@ -115,7 +115,9 @@ class FakeBroker:
         elif m == C.METHOD_PRODUCE:
             if f.payload:
                 req = log_pb2.ProduceRequest.FromString(f.payload)
-                if req.partition == 2:
+                if req.partition == 7:
+                    pass  # never answered (a broker that hangs while keeping the connection)
+                elif req.partition == 2:
                     send(f.stream_id, m, 0, log_pb2.ProduceResponse(
                         request_id=req.request_id, error=errors_pb2.Error(code=41, message="too big")))
                 else:
@@ -264,6 +266,17 @@ class ConnectionTest(unittest.TestCase):
         self.assertGreater(ok, 0)
         self.assertLess(ok, 20)
         self.assertEqual(sum(decode_batch(b).record_count for _, b in self.broker.log), ok)
+
+    def test_delivery_timeout_when_the_broker_never_answers(self):
+        for idempotent in (False, True):
+            with self.subTest(idempotent=idempotent):
+                p = self.client.producer(idempotent=idempotent, delivery_timeout=0.5, linger=None)
+                started = time.monotonic()
+                with self.assertRaises(errors.FjordTimeoutError):
+                    p.send("t", Record(b"x"), partition=7).result(10)
+                self.assertLess(time.monotonic() - started, 5)
+                self.assertEqual(p.send("t", Record(b"y"), partition=0).result(5).partition, 0)  # still usable
+                p.abort()
 
     def test_subscribe_credit(self):
         for i in range(10):
