@@ -311,6 +311,17 @@ class Client:
         return [f.result() for f in futs]
 
 
+class _Spent(int):
+    """A message's byte count, remembering the stream it came on (see Subscription.grant)."""
+
+    stream: Any
+
+    def __new__(cls, value: int, stream: Any) -> "_Spent":
+        obj = super().__new__(cls, value)
+        obj.stream = stream
+        return obj
+
+
 class Subscription:
     """A Log.Subscribe stream. Iterate it, or call poll(), to get ConsumedRecords in offset order.
 
@@ -408,7 +419,7 @@ class Subscription:
             stream.cancel()
             self._emit(("error", self, exc if isinstance(exc, ValueError) else ProtocolError(str(exc))))
             return
-        self._emit(("records", self, records, spent))
+        self._emit(("records", self, records, _Spent(spent, stream)))
 
     def _emit(self, item: Any) -> None:
         target = self._sink if self._sink is not None else self._queue
@@ -416,7 +427,10 @@ class Subscription:
         target.put(item)
 
     def grant(self, nbytes: int) -> None:
-        """Add `nbytes` of credit (SubscribeCredit)."""
+        """Add `nbytes` of credit (SubscribeCredit). The byte counts of messages from a stream the
+        subscription has since replaced (resume) are not granted to the new one."""
+        if getattr(nbytes, "stream", self.stream) is not self.stream:
+            return
         if nbytes > 0 and not self.stream.closed:
             try:
                 self.stream.send(log_pb2.SubscribeCredit(bytes=nbytes))
