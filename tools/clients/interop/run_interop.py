@@ -256,15 +256,20 @@ class Language:
 
 def languages(args):
     py_env = dict(os.environ)
-    py_env["PYTHONPATH"] = PYTHON_DIR + (os.pathsep + py_env["PYTHONPATH"] if py_env.get("PYTHONPATH") else "")
+    if not args.python_installed:
+        py_env["PYTHONPATH"] = PYTHON_DIR + (os.pathsep + py_env["PYTHONPATH"] if py_env.get("PYTHONPATH") else "")
     c_dir = args.c_bin_dir
 
     def check_python():
-        if not os.path.isfile(os.path.join(PYTHON_DIR, "fjord_client", "__main__.py")):
+        if not args.python_installed and not os.path.isfile(os.path.join(PYTHON_DIR, "fjord_client", "__main__.py")):
             return "%s/fjord_client not found" % PYTHON_DIR
-        r = subprocess.run([args.python, "-c", "import fjord_client"], env=py_env, capture_output=True, timeout=60)
+        r = subprocess.run([args.python, "-c", "import fjord_client; print(fjord_client.__file__)"], env=py_env,
+                           capture_output=True, timeout=60, cwd="/")
         if r.returncode != 0:
             return "`import fjord_client` fails with %s: %s" % (args.python, r.stderr.decode()[-300:].strip())
+        where = os.path.abspath(r.stdout.decode().strip())
+        if args.python_installed and where.startswith(PYTHON_DIR + os.sep):
+            return "--python-installed, but %s imports fjord_client from the source tree (%s)" % (args.python, where)
         return None
 
     def check_c():
@@ -424,7 +429,10 @@ def main(argv=None):
     ap.add_argument("--languages", help="comma-separated subset of python,c,swift (default: every available one)")
     ap.add_argument("--records", type=int, default=200, help="records per producer (default 200)")
     ap.add_argument("--python", default=sys.executable, help="interpreter for the Python client")
-    ap.add_argument("--c-bin-dir", default=C_BUILD, help="where fjord-produce and fjord-consume are")
+    ap.add_argument("--python-installed", action="store_true",
+                    help="use the fjord_client installed for --python (pip install), not the source tree")
+    ap.add_argument("--c-bin-dir", default=C_BUILD,
+                    help="where fjord-produce and fjord-consume are (an install's PREFIX/bin for the installed C client)")
     ap.add_argument("--timeout", type=int, default=180, help="seconds allowed to each subprocess (default 180)")
     ap.add_argument("--idle-ms", type=int, default=5000, help="consumers' --timeout-ms (default 5000)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (data, certs, logs)")

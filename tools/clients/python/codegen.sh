@@ -5,7 +5,8 @@
 #
 # OUT_DIR (default: tools/clients/python/fjord_client) receives the package `fjord/`:
 #   fjord/__init__.py, fjord/v1/__init__.py   empty package markers
-#   fjord/v1/*_pb2.py                         protoc --python_out, imports made package-relative
+#   fjord/v1/*_pb2.py, *_pb2.pyi              protoc --python_out and --pyi_out (type stubs, for
+#                                             mypy and editors), imports made package-relative
 #   fjord/v1/error_codes.py                   the error-code table (code, name, retriable, doc)
 #                                             read from the comments of errors.proto
 # Everything under fjord_client/fjord/ is generated; compare a fresh run with
@@ -23,10 +24,10 @@ command -v protoc >/dev/null || { echo "codegen (python): protoc not found" >&2;
 rm -rf "$out/fjord"
 mkdir -p "$out/fjord/v1"
 protos=$(cd "$root/proto" && find fjord/v1 -name '*.proto' | LC_ALL=C sort)
-(cd "$root/proto" && protoc -I . --python_out="$out" $protos)
+(cd "$root/proto" && protoc -I . --python_out="$out" --pyi_out="$out" $protos)
 # protoc writes `from fjord.v1 import x_pb2`, which needs fjord_client/ itself on sys.path; make the
 # imports relative so the package works from wherever fjord_client is imported.
-for f in "$out"/fjord/v1/*_pb2.py; do
+for f in "$out"/fjord/v1/*_pb2.py "$out"/fjord/v1/*_pb2.pyi; do
     sed -i 's/^from fjord\.v1 import /from . import /' "$f"
 done
 : > "$out/fjord/__init__.py"

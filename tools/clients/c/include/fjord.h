@@ -11,8 +11,9 @@
  *   - consume:      fjord_fetch (unary long-poll) and fjord_consumer_* (subscribe with credit)
  *   - helpers:      CRC32C, Kafka's murmur2 partitioner, base64, batch encode/decode, frame headers
  *
- * Signals: OpenSSL writes to the socket with write(2), so a broker that closes the connection can
- * raise SIGPIPE; programs should ignore it (signal(SIGPIPE, SIG_IGN)) and get FJORD_ERR_CLOSED.
+ * Signals: the library never raises SIGPIPE. Its TLS layer sends with send(MSG_NOSIGNAL) (or sets
+ * SO_NOSIGPIPE where that exists), so a broker that closed the connection shows up as an error
+ * (FJORD_ERR_CLOSED / FJORD_ERR_IO), whatever the program's SIGPIPE disposition.
  *
  * Threading: a connection and everything opened on it must be used from one thread at a time.
  * The helpers (CRC32C, murmur2, base64, batches, frame headers) are pure functions.
@@ -34,6 +35,15 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The library's version (semantic versioning: the SONAME is libfjord.so.MAJOR). */
+#define FJORD_VERSION_MAJOR 0
+#define FJORD_VERSION_MINOR 2
+#define FJORD_VERSION_PATCH 0
+#define FJORD_VERSION_STRING "0.2.0"
+
+/* The version of the library actually loaded ("0.2.0"), which may differ from the header's. */
+const char *fjord_version(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Errors
@@ -71,7 +81,12 @@ enum {
     FJORD_ERROR_OFFSET_OUT_OF_RANGE = 50,
     FJORD_ERROR_DISK_FULL = 60,
     FJORD_ERROR_STORAGE_ERROR = 61,
-    FJORD_ERROR_CORRUPT_LOG = 62 /* the partition's stored data is damaged; not retriable */
+    FJORD_ERROR_CORRUPT_LOG = 62, /* the partition's stored data is damaged; not retriable */
+    FJORD_ERROR_LOG_TAIL_LOST = 63,
+    FJORD_ERROR_TOPIC_AUTHORIZATION_FAILED = 70,
+    FJORD_ERROR_GROUP_AUTHORIZATION_FAILED = 71,
+    FJORD_ERROR_CLUSTER_AUTHORIZATION_FAILED = 72,
+    FJORD_ERROR_AUTHENTICATION_FAILED = 73
 };
 
 /* Local (client-side) error codes; never sent by a broker. */
@@ -264,6 +279,17 @@ typedef struct fjord_broker_info {
 
 const fjord_broker_info *fjord_conn_broker(const fjord_conn *conn);
 
+/* Connects again to the same broker with the same options (TCP, TLS, handshake), after the
+ * connection failed (or at any time: the old one is closed first). Every stream of the old
+ * connection is gone: producers and consumers made with fjord_producer_new / fjord_consumer_new
+ * notice and open theirs again (producers resend what was unanswered, consumers resume from the
+ * next offset); fjord_fetch and the admin calls simply work again. Returns 0, or -1 (err; the
+ * connection stays failed, and may be reconnected again later). Producers and consumers call it
+ * themselves, with backoff, when they find the connection lost. */
+int fjord_reconnect(fjord_conn *conn, fjord_error *err);
+/* 1 if the connection has failed (closed by the broker, network error): fjord_reconnect it. */
+int fjord_conn_is_failed(const fjord_conn *conn);
+
 /* Waits up to timeout_ms (-1: forever) for the connection to receive something, while sending
  * queued output. If extra_fd >= 0 it also returns as soon as extra_fd is readable. Returns 1 if
  * extra_fd is readable, 0 otherwise, -1 if the connection failed. Used to drive a producer from
@@ -311,10 +337,46 @@ typedef struct fjord_produce_result {
     int64_t last_offset;
     int64_t log_append_time;
     int64_t log_start_offset;
+    int duplicate; /* idempotent retry: the broker had the batch already (offsets are the original's) */
 } fjord_produce_result;
 
-/* Opens one produce stream on conn. acks: FJORD_ACKS_*. */
+/* Producer configuration (fjord_producer_options_init sets the defaults).
+ *
+ * Idempotence (docs/protocol.md section 6; the default with acks leader or durable): the
+ * producer gets an id with InitProducerId, stamps each batch with its partition's next sequence
+ * and keeps it until answered (at most 5 unanswered per partition: a send waits for answers).
+ * When the connection is lost or the broker answers with a retriable error (NOT_LEADER,
+ * BROKER_SHUTTING_DOWN, REQUEST_TIMED_OUT, ...; not UNKNOWN_TOPIC_OR_PARTITION), the producer
+ * cancels the stream, waits (retry_backoff_ms, doubling up to retry_backoff_max_ms), reconnects
+ * (fjord_reconnect) if needed and sends every unanswered batch again, unchanged and in order; the
+ * broker answers those it already appended as duplicates, so nothing is written twice. This
+ * happens inside fjord_producer_send / _poll, which may therefore block while the broker is away;
+ * a batch still unanswered delivery_timeout_ms after it was sent is reported with
+ * FJORD_ERR_TIMEOUT (its outcome is unknown). A batch that fails for good (for example
+ * BATCH_TOO_LARGE) makes the batches of that partition already sent behind it fail with
+ * OUT_OF_ORDER_SEQUENCE; the producer then starts a new epoch (sequences from 0) before the next
+ * send. Without idempotence nothing is retried: errors and a lost connection are reported. */
+typedef struct fjord_producer_options {
+    int acks;                 /* FJORD_ACKS_*; default FJORD_ACKS_LEADER */
+    int idempotent;           /* -1 (default): on unless acks is none; 0: off; 1: on */
+    int delivery_timeout_ms;  /* default 120000 */
+    int retry_backoff_ms;     /* default 50 */
+    int retry_backoff_max_ms; /* default 1000 */
+} fjord_producer_options;
+
+void fjord_producer_options_init(fjord_producer_options *opts);
+
+/* Opens one produce stream on conn (with InitProducerId first when idempotent). */
+fjord_producer *fjord_producer_new_opts(fjord_conn *conn, const fjord_producer_options *opts,
+                                        fjord_error *err);
+/* The same with the default options and the given acks (FJORD_ACKS_*): idempotent unless acks
+ * is none. */
 fjord_producer *fjord_producer_new(fjord_conn *conn, int acks, fjord_error *err);
+/* 1 if idempotent (and the id and epoch in use), 0 if not. */
+int fjord_producer_is_idempotent(const fjord_producer *p, int64_t *producer_id, int32_t *producer_epoch);
+/* How many times the producer sent its unanswered batches again (after a lost connection or a
+ * retriable error). */
+uint64_t fjord_producer_retries(const fjord_producer *p);
 /* Encodes records into one batch and sends it to topic/partition (leader epoch -1: unchecked).
  * *request_id receives the id the answer will carry (ids count from 1). May block while the
  * connection's output is backed up or more than max_in_flight_bytes / 2 of batches are
@@ -407,6 +469,15 @@ int fjord_consumer_poll(fjord_consumer *c, int timeout_ms, fjord_message_set **o
                         fjord_error *err);
 /* Cancels every subscription and frees c. */
 void fjord_consumer_free(fjord_consumer *c);
+/* How many times the consumer subscribed again after a lost connection or a retriable error.
+ *
+ * Resuming: when the connection is lost (the broker restarts, the network drops),
+ * fjord_consumer_poll reconnects (fjord_reconnect, with backoff, for up to the connection's
+ * timeout or the poll's, whichever is longer) and subscribes every subscription again from the
+ * offset after the last record it handed out; a subscription the broker ends with a retriable
+ * error (BROKER_SHUTTING_DOWN, NOT_LEADER, ...; not UNKNOWN_TOPIC_OR_PARTITION) is subscribed
+ * again the same way (that poll returns 0). No record is skipped or handed out twice. */
+uint64_t fjord_consumer_resumes(const fjord_consumer *c);
 
 #ifdef __cplusplus
 }

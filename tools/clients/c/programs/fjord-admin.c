@@ -29,7 +29,6 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "fjord-admin";
-    signal(SIGPIPE, SIG_IGN);
     cli_conn cc = {0};
     char **args = calloc((size_t)argc + 1, sizeof *args);
     int nargs = 0;

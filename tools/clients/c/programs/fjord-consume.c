@@ -83,7 +83,6 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "fjord-consume";
-    signal(SIGPIPE, SIG_IGN);
     cli_conn cc = {0};
     const char *topic = NULL, *format = "json";
     const char *offset_s = NULL, *time_s = NULL, *partition_s = NULL, *max_s = NULL, *timeout_s = NULL;

@@ -502,7 +502,6 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "fjord-produce";
-    signal(SIGPIPE, SIG_IGN);
     cli_conn cc = {0};
     const char *acks = "leader", *format = "json";
     for (int i = 1; i < argc; i++) {
@@ -590,6 +589,8 @@ int main(int argc, char **argv)
     int eof = 0, input_failed = 0, stream_failed = 0;
     while (!eof && !input_failed) {
         int w = fjord_conn_wait(g.conn, STDIN_FILENO, -1, &err);
+        if (w < 0 && fjord_producer_is_idempotent(g.producer, NULL, NULL))
+            w = 0; /* the connection was lost: polling the producer reconnects and resends */
         if (w < 0 || drain_results(0) == DRAIN_FAILED) {
             if (w < 0)
                 cli_report("connection failed", &err);

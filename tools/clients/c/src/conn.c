@@ -33,6 +33,7 @@ struct fjord_conn {
     int fd;
     SSL_CTX *ctx;
     SSL *ssl;
+    BIO_METHOD *bio_method; /* the no-SIGPIPE socket BIO's methods (freed after ssl) */
 
     uint8_t *out;
     size_t out_off, out_len, out_cap;
@@ -52,6 +53,10 @@ struct fjord_conn {
     uint32_t max_receive;
     int timeout_ms;
     int dead;
+    uint64_t generation; /* 1 for the first connection, +1 per fjord_reconnect */
+    char *host;          /* what fjord_reconnect connects to again */
+    uint16_t port;
+    fjord_conn_options opts; /* strings are copies owned by the connection */
     fjord_error fatal;
     fjord_broker_info info;
 };
@@ -101,6 +106,11 @@ int fjord_conn_timeout(const fjord_conn *c)
 const fjord_broker_info *fjord_conn_broker(const fjord_conn *c)
 {
     return &c->info;
+}
+
+int fjord_conn_is_failed(const fjord_conn *c)
+{
+    return c->dead;
 }
 
 int fjord_conn_failed(const fjord_conn *c, fjord_error *err)
@@ -764,6 +774,80 @@ static int tcp_connect(const char *host, uint16_t port, int64_t deadline, fjord_
     return fd;
 }
 
+/* ---- a socket BIO that never raises SIGPIPE ----------------------------------------------------
+ * OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE when the broker has closed
+ * the connection and kills a program that did not ignore the signal. This BIO sends with
+ * send(MSG_NOSIGNAL) (SO_NOSIGPIPE is set on the socket where it exists instead), so a closed
+ * connection is only ever an EPIPE error: FJORD_ERR_CLOSED / FJORD_ERR_IO to the caller. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int nosig_read(BIO *b, char *buf, int len)
+{
+    int fd = (int)(intptr_t)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n;
+    do {
+        n = recv(fd, buf, (size_t)len, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static int nosig_puts(BIO *b, const char *str)
+{
+    return nosig_write(b, str, (int)strlen(str));
+}
+
+static long nosig_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int nosig_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *nosig_method(void)
+{
+    /* Built once per connection and freed with it: no global state, no locking. */
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOURCE_SINK | BIO_get_new_index(), "fjord socket");
+    if (m == NULL)
+        return NULL;
+    if (BIO_meth_set_write(m, nosig_write) != 1 || BIO_meth_set_read(m, nosig_read) != 1 ||
+        BIO_meth_set_puts(m, nosig_puts) != 1 || BIO_meth_set_ctrl(m, nosig_ctrl) != 1 ||
+        BIO_meth_set_create(m, nosig_create) != 1) {
+        BIO_meth_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static int tls_setup(fjord_conn *c, const char *host, const fjord_conn_options *o, fjord_error *err)
 {
     char buf[400];
@@ -828,11 +912,19 @@ static int tls_setup(fjord_conn *c, const char *host, const fjord_conn_options *
             return -1;
         }
     }
-    if (SSL_set_fd(c->ssl, c->fd) != 1) {
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    setsockopt(c->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    c->bio_method = nosig_method();
+    BIO *bio = c->bio_method ? BIO_new(c->bio_method) : NULL;
+    if (bio == NULL) {
         ssl_error_text(buf, sizeof buf);
-        fjord_set_error(err, FJORD_ERR_TLS, "SSL_set_fd: %s", buf);
+        fjord_set_error(err, FJORD_ERR_NO_MEMORY, "cannot create the socket BIO: %s", buf);
         return -1;
     }
+    BIO_set_data(bio, (void *)(intptr_t)c->fd);
+    SSL_set_bio(c->ssl, bio, bio); /* the SSL owns the BIO from here */
     return 0;
 }
 
@@ -911,6 +1003,71 @@ static int protocol_handshake(fjord_conn *c, const char *client_id, int64_t dead
     return 0;
 }
 
+static char *dup_or_null(const char *text, int *failed)
+{
+    if (text == NULL)
+        return NULL;
+    char *d = strdup(text);
+    if (d == NULL)
+        *failed = 1;
+    return d;
+}
+
+/* TCP, TLS and the protocol handshake, on a connection whose transport is torn down. */
+static int conn_establish(fjord_conn *c, fjord_error *err)
+{
+    int64_t deadline = deadline_after(c->timeout_ms);
+    c->fd = tcp_connect(c->host, c->port, deadline, err);
+    if (c->fd < 0)
+        return -1;
+    if (tls_setup(c, c->host, &c->opts, err) < 0)
+        return -1;
+    if (tls_handshake(c, c->host, c->port, deadline, err) < 0)
+        return -1;
+    const char *client_id = c->opts.client_id ? c->opts.client_id : "libfjord";
+    if (protocol_handshake(c, client_id, deadline, err) < 0)
+        return -1;
+    c->generation++;
+    return 0;
+}
+
+/* Frees the socket, TLS state, queued frames and streams; keeps the configuration. */
+static void conn_teardown(fjord_conn *c, int polite)
+{
+    if (c->ssl && polite && !c->dead && SSL_is_init_finished(c->ssl)) {
+        /* Send what is queued (cancels, END_STREAMs), briefly. */
+        if (c->out_len > c->out_off)
+            pump(c, -1, 1000, 0, 0);
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* close_notify; do not wait for the broker's */
+    }
+    ERR_clear_error();
+    if (c->ssl)
+        SSL_free(c->ssl);
+    if (c->ctx)
+        SSL_CTX_free(c->ctx);
+    if (c->bio_method)
+        BIO_meth_free(c->bio_method);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->ssl = NULL;
+    c->ctx = NULL;
+    c->bio_method = NULL;
+    c->fd = -1;
+    fjord_frame *f = c->q_head;
+    while (f) {
+        fjord_frame *next = f->next;
+        fjord_frame_free(f);
+        f = next;
+    }
+    c->q_head = c->q_tail = NULL;
+    c->n_streams = 0;
+    c->out_off = c->out_len = 0;
+    c->in_off = c->in_len = 0;
+    c->write_wants = 0;
+    c->read_wants = POLLIN;
+}
+
 fjord_conn *fjord_connect(const char *host, uint16_t port, const fjord_conn_options *opts, fjord_error *err)
 {
     fjord_conn_options defaults;
@@ -933,49 +1090,57 @@ fjord_conn *fjord_connect(const char *host, uint16_t port, const fjord_conn_opti
     c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
     c->max_receive = opts->max_receive_bytes ? opts->max_receive_bytes : DEFAULT_MAX_RECEIVE;
     c->read_wants = POLLIN;
-    int64_t deadline = deadline_after(c->timeout_ms);
-
-    c->fd = tcp_connect(host, port, deadline, err);
-    if (c->fd < 0)
-        goto fail;
-    if (tls_setup(c, host, opts, err) < 0)
-        goto fail;
-    if (tls_handshake(c, host, port, deadline, err) < 0)
-        goto fail;
-    if (protocol_handshake(c, opts->client_id ? opts->client_id : "libfjord", deadline, err) < 0)
-        goto fail;
+    c->port = port;
+    int failed = 0;
+    c->host = dup_or_null(host, &failed);
+    c->opts = *opts;
+    c->opts.ca_file = dup_or_null(opts->ca_file, &failed);
+    c->opts.cert_file = dup_or_null(opts->cert_file, &failed);
+    c->opts.key_file = dup_or_null(opts->key_file, &failed);
+    c->opts.client_id = dup_or_null(opts->client_id, &failed);
+    if (failed) {
+        fjord_set_error(err, FJORD_ERR_NO_MEMORY, "out of memory");
+        fjord_close(c);
+        return NULL;
+    }
+    if (conn_establish(c, err) < 0) {
+        fjord_close(c);
+        return NULL;
+    }
     return c;
-fail:
-    fjord_close(c);
-    return NULL;
+}
+
+int fjord_reconnect(fjord_conn *c, fjord_error *err)
+{
+    fjord_clear_error(err);
+    conn_teardown(c, 1);
+    c->dead = 0;
+    fjord_clear_error(&c->fatal);
+    if (conn_establish(c, err) < 0) {
+        conn_teardown(c, 0);
+        conn_fail(c, err ? err->code : FJORD_ERR_IO, "reconnecting failed: %s", err ? err->message : "");
+        return -1;
+    }
+    return 0;
+}
+
+uint64_t fjord_conn_generation(const fjord_conn *c)
+{
+    return c->generation;
 }
 
 void fjord_close(fjord_conn *c)
 {
     if (c == NULL)
         return;
-    if (c->ssl && !c->dead && SSL_is_init_finished(c->ssl)) {
-        /* Send what is queued (cancels, END_STREAMs), briefly. */
-        if (c->out_len > c->out_off)
-            pump(c, -1, 1000, 0, 0);
-        ERR_clear_error();
-        SSL_shutdown(c->ssl); /* close_notify; do not wait for the broker's */
-    }
-    ERR_clear_error();
-    if (c->ssl)
-        SSL_free(c->ssl);
-    if (c->ctx)
-        SSL_CTX_free(c->ctx);
-    if (c->fd >= 0)
-        close(c->fd);
-    fjord_frame *f = c->q_head;
-    while (f) {
-        fjord_frame *next = f->next;
-        fjord_frame_free(f);
-        f = next;
-    }
+    conn_teardown(c, 1);
     free(c->streams);
     free(c->out);
     free(c->in);
+    free(c->host);
+    free((char *)(uintptr_t)c->opts.ca_file);
+    free((char *)(uintptr_t)c->opts.cert_file);
+    free((char *)(uintptr_t)c->opts.key_file);
+    free((char *)(uintptr_t)c->opts.client_id);
     free(c);
 }

@@ -45,6 +45,9 @@ int fjord_conn_take(fjord_conn *conn, uint32_t stream_id, int timeout_ms, fjord_
 /* Take the first queued frame of any of the given streams. */
 int fjord_conn_take_any(fjord_conn *conn, const uint32_t *streams, size_t n, int timeout_ms,
                         fjord_frame **out, fjord_error *err);
+/* 1 for the first connection, incremented by every successful fjord_reconnect: a stream opened
+ * on an older generation is gone. */
+uint64_t fjord_conn_generation(const fjord_conn *conn);
 /* The connection's fatal error, if any (code 0 otherwise). */
 int fjord_conn_failed(const fjord_conn *conn, fjord_error *err);
 

@@ -7,6 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
+const char *fjord_version(void)
+{
+    return FJORD_VERSION_STRING;
+}
+
 /* ----- errors ----------------------------------------------------------------------------- */
 
 void fjord_set_error(fjord_error *err, int code, const char *fmt, ...)
@@ -66,6 +71,11 @@ static const struct {
     {FJORD_ERROR_DISK_FULL, "DISK_FULL", 1},
     {FJORD_ERROR_STORAGE_ERROR, "STORAGE_ERROR", 1},
     {FJORD_ERROR_CORRUPT_LOG, "CORRUPT_LOG", 0},
+    {FJORD_ERROR_LOG_TAIL_LOST, "LOG_TAIL_LOST", 0},
+    {FJORD_ERROR_TOPIC_AUTHORIZATION_FAILED, "TOPIC_AUTHORIZATION_FAILED", 0},
+    {FJORD_ERROR_GROUP_AUTHORIZATION_FAILED, "GROUP_AUTHORIZATION_FAILED", 0},
+    {FJORD_ERROR_CLUSTER_AUTHORIZATION_FAILED, "CLUSTER_AUTHORIZATION_FAILED", 0},
+    {FJORD_ERROR_AUTHENTICATION_FAILED, "AUTHENTICATION_FAILED", 0},
     {FJORD_ERR_IO, "IO_ERROR", 1},
     {FJORD_ERR_TLS, "TLS_ERROR", 0},
     {FJORD_ERR_PROTOCOL, "PROTOCOL_ERROR", 0},

@@ -11,7 +11,9 @@
 # Prints "ok - NAME" / "not ok - NAME" per check and "e2e: N passed, M failed" last.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$here/../build" && pwd)
+build=$(cd "${FJORD_C_BUILD:-$here/../build}" && pwd)
+# The programs under test: the build's, or installed ones (FJORD_C_BIN_DIR=PREFIX/bin).
+bin=$(cd "${FJORD_C_BIN_DIR:-$build}" && pwd)
 : "${FJORD_BIN:?set FJORD_BIN to the fjord broker executable}"
 
 pass=0
@@ -116,7 +118,7 @@ else
 fi
 conn=(--broker "127.0.0.1:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem")
 
-admin() { "$build/fjord-admin" "${conn[@]}" "$@"; }
+admin() { "$bin/fjord-admin" "${conn[@]}" "$@"; }
 if admin create-topic e2e 3 >"$tmp/admin.out" 2>&1 && admin create-topic e2e-durable 2 >>"$tmp/admin.out" 2>&1 &&
     admin create-topic e2e-none 2 >>"$tmp/admin.out" 2>&1 && admin create-topic e2e-big 1 >>"$tmp/admin.out" 2>&1 &&
     [[ "$(admin partitions e2e 2>&1)" == 3 ]]; then
@@ -127,8 +129,8 @@ else
     finish
 fi
 
-produce() { run "$1" "$2" "$3" "$4" "$build/fjord-produce" "$5" --format json "${@:6}" "${conn[@]}"; }
-consume() { run "$1" /dev/null "$2" "$3" "$build/fjord-consume" "$4" --format json "${@:5}" "${conn[@]}"; }
+produce() { run "$1" "$2" "$3" "$4" "$bin/fjord-produce" "$5" --format json "${@:6}" "${conn[@]}"; }
+consume() { run "$1" /dev/null "$2" "$3" "$bin/fjord-consume" "$4" --format json "${@:5}" "${conn[@]}"; }
 check() { # check NAME e2e-check-args...
     local name=$1
     shift
@@ -207,7 +209,7 @@ expect_rc "fjord-consume with a 2 MiB record" 0 $? "$tmp/cons-b.err"
 check "consumer output (big)" consumed "$tmp/in-b.jsonl" "$tmp/prod-b.jsonl" "$tmp/cons-b.jsonl" e2e-big --now-min "$now_min"
 
 # ----- many records: several batches per partition, subscribe credit topped up many times ------
-if run admin-create /dev/null "$tmp/admin2.out" "$tmp/admin2.err" "$build/fjord-admin" "${conn[@]}" create-topic e2e-many 2; then
+if run admin-create /dev/null "$tmp/admin2.out" "$tmp/admin2.err" "$bin/fjord-admin" "${conn[@]}" create-topic e2e-many 2; then
     ok "fjord-admin create-topic e2e-many 2"
 else
     not_ok "fjord-admin create-topic e2e-many 2"
@@ -224,10 +226,10 @@ check "consumer output (20000 records, both partitions in offset order)" \
 
 # The same at native speed (timing differs a lot from valgrind's).
 admin create-topic e2e-many-native 2 >/dev/null 2>&1
-"$build/fjord-produce" e2e-many-native --format json "${conn[@]}" <"$tmp/in-m.jsonl" >"$tmp/prod-mn.jsonl" 2>"$tmp/prod-mn.err"
+"$bin/fjord-produce" e2e-many-native --format json "${conn[@]}" <"$tmp/in-m.jsonl" >"$tmp/prod-mn.jsonl" 2>"$tmp/prod-mn.err"
 expect_rc "fjord-produce 20000 records without valgrind" 0 $? "$tmp/prod-mn.err"
 check "producer output (20000 records, native)" produced "$tmp/in-m.jsonl" "$tmp/prod-mn.jsonl" 2 --fresh
-"$build/fjord-consume" e2e-many-native --format json --from-beginning --timeout-ms 2000 "${conn[@]}" \
+"$bin/fjord-consume" e2e-many-native --format json --from-beginning --timeout-ms 2000 "${conn[@]}" \
     >"$tmp/cons-mn.jsonl" 2>"$tmp/cons-mn.err"
 expect_rc "fjord-consume 20000 records without valgrind" 0 $? "$tmp/cons-mn.err"
 check "consumer output (20000 records, native)" \
@@ -235,14 +237,14 @@ check "consumer output (20000 records, native)" \
 
 # ----- a live subscription: records appended after the consumer started are pushed to it -------
 end0=$(admin list-offset e2e 0 latest 2>&1)
-"${vg[@]}" ${vg:+--log-file="$tmp/vg-consume-live.log"} "$build/fjord-consume" e2e --format json "${conn[@]}" \
+"${vg[@]}" ${vg:+--log-file="$tmp/vg-consume-live.log"} "$bin/fjord-consume" e2e --format json "${conn[@]}" \
     --partition 0 --offset "$end0" --max-records 5 --timeout-ms 30000 </dev/null >"$tmp/cons-live.jsonl" \
     2>"$tmp/cons-live.err" &
 live=$!
 sleep 3
 for i in $(seq 1 8); do printf '{"value": "%s", "partition": 0, "timestamp": %d}\n' "$(printf 'live-%d' "$i" | base64)" \
     $((base_ts + i)); done >"$tmp/in-live.jsonl"
-"$build/fjord-produce" e2e --format json "${conn[@]}" <"$tmp/in-live.jsonl" >"$tmp/prod-live.jsonl" 2>"$tmp/prod-live.err"
+"$bin/fjord-produce" e2e --format json "${conn[@]}" <"$tmp/in-live.jsonl" >"$tmp/prod-live.jsonl" 2>"$tmp/prod-live.err"
 wait "$live"
 rc=$?
 vg_check consume-live
@@ -262,7 +264,7 @@ head -6 "$tmp/in.jsonl" >"$tmp/in-s.jsonl"
 mkfifo "$tmp/slow.fifo"
 (while IFS= read -r l; do printf '%s\n' "$l"; sleep 0.3; done <"$tmp/in-s.jsonl") >"$tmp/slow.fifo" &
 writer=$!
-run produce-slow "$tmp/slow.fifo" "$tmp/prod-s.jsonl" "$tmp/prod-s.err" "$build/fjord-produce" e2e --format json "${conn[@]}"
+run produce-slow "$tmp/slow.fifo" "$tmp/prod-s.jsonl" "$tmp/prod-s.err" "$bin/fjord-produce" e2e --format json "${conn[@]}"
 expect_rc "fjord-produce with input arriving line by line" 0 $? "$tmp/prod-s.err"
 wait "$writer"
 if [[ $(wc -l <"$tmp/prod-s.jsonl") -eq 6 ]] && ! grep -q '"offset": -1' "$tmp/prod-s.jsonl"; then
@@ -314,7 +316,7 @@ if [[ $rc -ne 0 ]] && grep -q OFFSET_OUT_OF_RANGE "$tmp/oor.err"; then ok "an of
     show "$tmp/oor.err"
 fi
 
-run no-client-cert /dev/null "$tmp/nc.out" "$tmp/nc.err" "$build/fjord-consume" e2e --broker "127.0.0.1:$port" --ca "$ca" \
+run no-client-cert /dev/null "$tmp/nc.out" "$tmp/nc.err" "$bin/fjord-consume" e2e --broker "127.0.0.1:$port" --ca "$ca" \
     --from-beginning --timeout-ms 500
 rc=$?
 if [[ $rc -ne 0 ]] && grep -q TLS "$tmp/nc.err"; then ok "without a client certificate the broker refuses the connection: $(head -1 "$tmp/nc.err")"; else
@@ -324,7 +326,7 @@ fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/other-key.pem" -out "$tmp/other-ca.pem" \
     -subj "/CN=other CA" -days 1 2>/dev/null
-run wrong-ca /dev/null "$tmp/wc.out" "$tmp/wc.err" "$build/fjord-consume" e2e --broker "127.0.0.1:$port" --ca "$tmp/other-ca.pem" \
+run wrong-ca /dev/null "$tmp/wc.out" "$tmp/wc.err" "$bin/fjord-consume" e2e --broker "127.0.0.1:$port" --ca "$tmp/other-ca.pem" \
     --cert "$tmp/client.pem" --key "$tmp/client-key.pem" --from-beginning --timeout-ms 500
 rc=$?
 if [[ $rc -ne 0 ]] && grep -q "certificate verification" "$tmp/wc.err"; then ok "a broker certificate from another CA is refused: $(head -1 "$tmp/wc.err")"; else
@@ -332,7 +334,7 @@ if [[ $rc -ne 0 ]] && grep -q "certificate verification" "$tmp/wc.err"; then ok 
     show "$tmp/wc.err"
 fi
 
-"$build/fjord-admin" --broker "localhost:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem" partitions e2e \
+"$bin/fjord-admin" --broker "localhost:$port" --ca "$ca" --cert "$tmp/client.pem" --key "$tmp/client-key.pem" partitions e2e \
     >"$tmp/host.out" 2>&1
 if [[ "$(cat "$tmp/host.out")" == 3 ]]; then ok "host name verification (localhost)"; else
     not_ok "host name verification (localhost)"
@@ -352,7 +354,7 @@ for part in good:0:10 MARKER-to-damage:10:5 after:15:5; do
     for i in $(seq 0 $((count - 1))); do
         printf '{"value": "%s", "partition": 0, "timestamp": %d}\n' "$(printf '%s-%d' "$word" "$i" | base64)" $((base_ts + first + i))
     done >"$tmp/in-dmg.jsonl"
-    "$build/fjord-produce" e2e-damaged --format json "${conn[@]}" <"$tmp/in-dmg.jsonl" >>"$tmp/prod-dmg.jsonl" 2>"$tmp/prod-dmg.err"
+    "$bin/fjord-produce" e2e-damaged --format json "${conn[@]}" <"$tmp/in-dmg.jsonl" >>"$tmp/prod-dmg.jsonl" 2>"$tmp/prod-dmg.err"
 done
 kill -TERM "$broker_pid"
 wait "$broker_pid"

@@ -3,7 +3,7 @@
 # The last line is "N passed, M failed" over both; the exit status is non-zero on any failure.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-build="$here/../build"
+build="${FJORD_C_BUILD:-$here/../build}"
 pass=0
 fail=0
 
@@ -21,7 +21,7 @@ count() { # add the counts of a "... N passed, M failed" line from the file $1
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 
-if command -v valgrind >/dev/null; then
+if [[ "${FJORD_E2E_VALGRIND:-1}" != 0 ]] && command -v valgrind >/dev/null; then
     valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
         "$build/unit-tests" >"$tmp" 2>&1
 else
@@ -35,6 +35,11 @@ count "$tmp"
 if [[ -n "${FJORD_BIN:-}" ]]; then
     before=$fail
     bash "$here/e2e.sh" 2>&1 | tee "$tmp"
+    rc=${PIPESTATUS[0]}
+    count "$tmp"
+    [[ $rc -ne 0 && $fail -eq $before ]] && fail=$((fail + 1))
+    before=$fail
+    bash "$here/restart.sh" 2>&1 | tee "$tmp"
     rc=${PIPESTATUS[0]}
     count "$tmp"
     [[ $rc -ne 0 && $fail -eq $before ]] && fail=$((fail + 1))

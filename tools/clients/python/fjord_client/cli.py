@@ -8,19 +8,22 @@ import queue
 import sys
 import threading
 import time
+from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .batch import Record
+from ._version import __version__
+from .batch import ConsumedRecord, Record
 from .client import EARLIEST, LATEST, Client
+from .producer import RecordFuture
 from .errors import BrokerError, FjordError
 
 PROG = "python3 -m fjord_client"
 
 
-def _b64(data):
+def _b64(data: Optional[bytes]) -> Optional[str]:
     return None if data is None else base64.b64encode(data).decode("ascii")
 
 
-def _unb64(text, what):
+def _unb64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
         raise ValueError("%s must be a base64 string" % what)
     try:
@@ -29,13 +32,13 @@ def _unb64(text, what):
         raise ValueError("%s is not valid base64: %s" % (what, exc)) from None
 
 
-def record_to_json(r):
+def record_to_json(r: ConsumedRecord) -> Dict[str, Any]:
     return {"topic": r.topic, "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp,
             "key": _b64(r.key), "value": _b64(r.value),
             "headers": [{"key": h.key, "value": _b64(h.value)} for h in r.headers]}
 
 
-def record_from_json(line):
+def record_from_json(line: Union[str, bytes]) -> Tuple[Record, Optional[int]]:
     """(Record, explicit partition or None) from one producer input line."""
     obj = json.loads(line)
     if not isinstance(obj, dict):
@@ -59,40 +62,40 @@ def record_from_json(line):
     return Record(value, key=key, headers=headers, timestamp=ts), part
 
 
-def _connect(args):
+def _connect(args: argparse.Namespace) -> Client:
     return Client(args.broker, ca=args.ca, cert=args.cert, key=args.key, plaintext=args.plaintext,
                   server_hostname=args.server_name, client_id=args.client_id,
                   timeout=args.request_timeout_ms / 1000.0, check_crcs=not getattr(args, "no_check_crcs", False))
 
 
-def _emit(obj):
+def _emit(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
 
 
-def _fail(msg, code=1):
+def _fail(msg: str, code: int = 1) -> int:
     sys.stderr.write("%s: %s\n" % (PROG, msg))
     return code
 
 
 # ---- produce -------------------------------------------------------------------------------------
 
-def cmd_produce(args):
+def cmd_produce(args: argparse.Namespace) -> int:
     client = _connect(args)
     try:
         client.partition_count(args.topic, refresh=True)  # fails early for an unknown topic
         producer = client.producer(acks=args.acks)
-        lines = queue.Queue(maxsize=10000)
+        lines: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=10000)
 
-        def read_stdin():
+        def read_stdin() -> None:
             for raw in sys.stdin.buffer:
                 lines.put(raw)
             lines.put(None)
 
         threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
-        results = queue.Queue()
+        results: "queue.Queue[Optional[Tuple[int, Optional[int], Union[RecordFuture, Exception]]]]" = queue.Queue()
         state = {"failed": 0}
 
-        def print_results():
+        def print_results() -> None:
             while True:
                 item = results.get()
                 if item is None:
@@ -131,7 +134,7 @@ def cmd_produce(args):
                 rec, part = record_from_json(raw)
                 if part is None:
                     part = producer.partition_for(args.topic, rec)
-                fut = producer.send(args.topic, rec, partition=part)
+                fut: Union[RecordFuture, Exception] = producer.send(args.topic, rec, partition=part)
                 unsent = True
             except (ValueError, UnicodeDecodeError) as exc:
                 fut = ValueError("bad input: %s" % exc)
@@ -149,7 +152,7 @@ def cmd_produce(args):
 
 # ---- consume -------------------------------------------------------------------------------------
 
-def _start_offsets(client, args, partitions):
+def _start_offsets(client: Client, args: argparse.Namespace, partitions: List[int]) -> Dict[int, int]:
     if args.from_beginning:
         return dict(zip(partitions, client.list_offsets([(args.topic, p, EARLIEST) for p in partitions])))
     if args.offset is not None:
@@ -161,7 +164,7 @@ def _start_offsets(client, args, partitions):
     return dict(zip(partitions, client.list_offsets([(args.topic, p, LATEST) for p in partitions])))
 
 
-def cmd_consume(args):
+def cmd_consume(args: argparse.Namespace) -> int:
     client = _connect(args)
     try:
         n = client.partition_count(args.topic, refresh=True)
@@ -183,8 +186,9 @@ def cmd_consume(args):
         client.close()
 
 
-def _consume_subscribe(client, args, starts, timeout, limit):
-    sink = queue.Queue()
+def _consume_subscribe(client: Client, args: argparse.Namespace, starts: Dict[int, int], timeout: float,
+                       limit: Optional[int]) -> int:
+    sink: "queue.Queue[Any]" = queue.Queue()
     subs = [client.subscribe(args.topic, p, off, credit_bytes=args.credit_bytes, sink=sink)
             for p, off in starts.items()]
     count = 0
@@ -199,6 +203,9 @@ def _consume_subscribe(client, args, starts, timeout, limit):
             except queue.Empty:
                 break
             if item[0] == "error":
+                if item[1].can_resume(item[2]):
+                    item[1].resume()  # the connection was lost or the broker restarts: go on where it stopped
+                    continue
                 return _fail("partition %d: %s" % (item[1].partition, item[2]))
             _, sub, records, spent = item
             for r in records:
@@ -216,7 +223,8 @@ def _consume_subscribe(client, args, starts, timeout, limit):
     return 0
 
 
-def _consume_fetch(client, args, starts, timeout, limit):
+def _consume_fetch(client: Client, args: argparse.Namespace, starts: Dict[int, int], timeout: float,
+                   limit: Optional[int]) -> int:
     positions = dict(starts)
     count = 0
     last = time.monotonic()
@@ -245,14 +253,14 @@ def _consume_fetch(client, args, starts, timeout, limit):
 
 # ---- admin ---------------------------------------------------------------------------------------
 
-def _topic_json(info):
+def _topic_json(info: Any) -> Dict[str, Any]:
     return {"name": info.name, "topic_id": info.topic_id, "configs": dict(info.configs),
             "partitions": [{"partition": p.partition, "leader_id": p.leader_id, "leader_epoch": p.leader_epoch,
                             "log_start_offset": p.log_start_offset, "high_watermark": p.high_watermark}
                            for p in info.partitions]}
 
 
-def cmd_create_topic(args):
+def cmd_create_topic(args: argparse.Namespace) -> int:
     configs = {}
     for kv in args.config or []:
         k, sep, v = kv.partition("=")
@@ -264,26 +272,26 @@ def cmd_create_topic(args):
     return 0
 
 
-def cmd_delete_topic(args):
+def cmd_delete_topic(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         c.delete_topic(args.name)
     return 0
 
 
-def cmd_list_topics(args):
+def cmd_list_topics(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         for name in c.list_topics():
             print(name)
     return 0
 
 
-def cmd_describe_topic(args):
+def cmd_describe_topic(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         _emit(_topic_json(c.describe_topic(args.name)))
     return 0
 
 
-def cmd_list_offsets(args):
+def cmd_list_offsets(args: argparse.Namespace) -> int:
     with _connect(args) as c:
         n = c.partition_count(args.topic, refresh=True)
         parts = [args.partition] if args.partition is not None else list(range(n))
@@ -296,7 +304,7 @@ def cmd_list_offsets(args):
 
 # ---- argument parsing ----------------------------------------------------------------------------
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("connection")
     g.add_argument("--broker", default="127.0.0.1:7420", help="HOST:PORT (default 127.0.0.1:7420)")
@@ -309,6 +317,7 @@ def build_parser():
     g.add_argument("--request-timeout-ms", type=int, default=30000, help="per-request timeout (default 30000)")
 
     p = argparse.ArgumentParser(prog=PROG, description="Fjord Python client")
+    p.add_argument("--version", action="version", version="%(prog)s " + __version__)
     sub = p.add_subparsers(dest="command", required=True)
 
     pr = sub.add_parser("produce", parents=[common], help="produce JSON-lines records from stdin")
@@ -359,10 +368,12 @@ def build_parser():
     return p
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
+    """The command line (`fjord-py`, `python3 -m fjord_client`); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except BrokerError as exc:
         return _fail(str(exc))
     except FjordError as exc:

@@ -2,9 +2,13 @@
 import collections
 import itertools
 import queue
+import random
+import ssl
 import threading
 import time
 from concurrent.futures import Future
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, TypeVar, Union)
 
 from . import frames as fr
 from .batch import ConsumedRecord, Record, build_batch, records_from_batch_set
@@ -12,7 +16,7 @@ from .connection import Connection, make_ssl_context, parse_hostport
 from .errors import (BrokerError, ConnectionClosedError, FjordError, FjordTimeoutError, ProtocolError,
                      error_from_proto)
 from .fjord.v1 import connection_pb2, log_pb2, topics_pb2
-from .murmur2 import partition_for_key
+from .producer import ACKS, Producer, RecordFuture, RecordMetadata, is_retriable
 from .wire import WireError, iter_fields, submessages
 
 M = connection_pb2  # method ids: M.METHOD_PRODUCE, ...
@@ -21,24 +25,25 @@ EARLIEST = -2
 LATEST = -1
 NO_EPOCH = -1
 
-ACKS = {
-    "none": log_pb2.ACKS_NONE,
-    "leader": log_pb2.ACKS_LEADER,
-    "durable": log_pb2.ACKS_DURABLE,
-}
-
-FetchResult = collections.namedtuple(
-    "FetchResult", "topic partition records high_watermark log_start_offset next_offset error")
-RecordMetadata = collections.namedtuple("RecordMetadata", "topic partition offset")
+T = TypeVar("T")
 
 
-def _acks_value(acks):
-    if isinstance(acks, int):
-        return acks
-    try:
-        return ACKS[acks]
-    except KeyError:
-        raise ValueError("acks must be one of none, leader, durable") from None
+class FetchResult(NamedTuple):
+    """One partition's part of a fetch: its records (at or after the requested offset), where the
+    next fetch continues (`next_offset`), and its error (None, or the BrokerError not raised)."""
+
+    topic: str
+    partition: int
+    records: List[ConsumedRecord]
+    high_watermark: int
+    log_start_offset: int
+    next_offset: int
+    error: Optional[BrokerError]
+
+# Unary calls that read only, so that sending them again is harmless: retried (with a new
+# connection if the old one was lost) until the call's timeout.
+_RETRY_METHODS = frozenset((M.METHOD_GET_METADATA, M.METHOD_LIST_TOPICS, M.METHOD_DESCRIBE_TOPIC,
+                            M.METHOD_LIST_OFFSETS, M.METHOD_FETCH, M.METHOD_INIT_PRODUCER_ID))
 
 
 class Client:
@@ -59,9 +64,10 @@ class Client:
     the CRC32C (the offset checks stay); each fetch/subscribe call may override it.
     """
 
-    def __init__(self, broker="127.0.0.1:7420", ca=None, cert=None, key=None, plaintext=False,
-                 server_hostname=None, client_id="fjord-python", timeout=30.0, ssl_context=None,
-                 check_crcs=True):
+    def __init__(self, broker: str = "127.0.0.1:7420", ca: Optional[str] = None, cert: Optional[str] = None,
+                 key: Optional[str] = None, plaintext: bool = False, server_hostname: Optional[str] = None,
+                 client_id: str = "fjord-python", timeout: float = 30.0, ssl_context: Optional[ssl.SSLContext] = None,
+                 check_crcs: bool = True, reconnect_backoff: float = 0.05, reconnect_backoff_max: float = 2.0) -> None:
         host, port = parse_hostport(broker)
         if plaintext:
             ctx = None
@@ -69,67 +75,121 @@ class Client:
             ctx = ssl_context or make_ssl_context(ca=ca, cert=cert, key=key)
         self.timeout = timeout
         self.check_crcs = bool(check_crcs)
-        self.conn = Connection(host, port, ssl_context=ctx, server_hostname=server_hostname,
-                               client_id=client_id, connect_timeout=min(timeout, 30.0))
+        self.reconnect_backoff, self.reconnect_backoff_max = reconnect_backoff, reconnect_backoff_max
+        self._connect_args: Dict[str, Any] = dict(host=host, port=port, ssl_context=ctx, server_hostname=server_hostname,
+                                  client_id=client_id, connect_timeout=min(timeout, 30.0))
+        self._conn_lock = threading.Lock()
+        self._closed = False
+        self.reconnects = 0  # connections made after the first
+        self.conn = Connection(**self._connect_args)
         self.handshake = self.conn.handshake
-        self._partition_counts = {}
+        self._partition_counts: Dict[str, int] = {}
 
     # ---- lifecycle ----
-    def close(self):
-        self.conn.close()
+    def close(self) -> None:
+        """Close the connection; calls in progress fail with ConnectionClosedError."""
+        with self._conn_lock:
+            self._closed = True
+            conn = self.conn
+        conn.close()
 
-    def __enter__(self):
+    def _connection(self) -> Connection:
+        """The live connection: the current one, or a new one if it was lost (one attempt; callers
+        retry with backoff). Streams of a lost connection have failed with ConnectionClosedError."""
+        with self._conn_lock:
+            if self._closed:
+                raise ConnectionClosedError("the client is closed")
+            if self.conn.closed:
+                self.conn = Connection(**self._connect_args)
+                self.handshake = self.conn.handshake
+                self.reconnects += 1
+            return self.conn
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1, 2, ...): exponential, capped, jittered."""
+        base = min(self.reconnect_backoff_max, self.reconnect_backoff * (1 << min(attempt - 1, 16)))
+        return float(base * (0.5 + random.random() / 2))
+
+    def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     @property
-    def cluster_id(self):
+    def cluster_id(self) -> str:
+        """The cluster id the broker reported in the handshake."""
         return self.handshake.cluster_id
 
-    def _call(self, method, request, response_type, timeout=None):
-        return self.conn.call(method, request, response_type, self.timeout if timeout is None else timeout)
+    def _call(self, method: int, request: Any, response_type: Callable[[], T], timeout: Optional[float] = None,
+              retry: Optional[bool] = None) -> T:
+        """A unary call. Read-only methods (and `retry=True`) are retried after a lost connection
+        or a retriable error (NOT_LEADER, BROKER_SHUTTING_DOWN, ...) until `timeout` has passed;
+        UNKNOWN_TOPIC_OR_PARTITION is raised at once."""
+        timeout = self.timeout if timeout is None else timeout
+        if retry is None:
+            retry = method in _RETRY_METHODS
+        return self._retrying(lambda left: self._connection().call(method, request, response_type, left),
+                              timeout, retry)
+
+    def _retrying(self, attempt_fn: Callable[[float], T], timeout: float, retry: bool = True) -> T:
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            left = max(0.001, deadline - time.monotonic())
+            try:
+                return attempt_fn(left)
+            except (FjordError, OSError) as exc:
+                attempt += 1
+                pause = self._backoff(attempt)
+                if not retry or self._closed or not is_retriable(exc) or time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
 
     # ---- topics ----
-    def create_topic(self, name, partitions=1, configs=None):
+    def create_topic(self, name: str, partitions: int = 1, configs: Optional[Mapping[str, str]] = None) -> Any:
         """Create a topic; returns its TopicInfo. TopicAlreadyExistsError if it exists."""
         req = topics_pb2.CreateTopicRequest(name=name, partitions=partitions, configs=configs or {})
         info = self._call(M.METHOD_CREATE_TOPIC, req, topics_pb2.CreateTopicResponse).topic
         self._partition_counts[name] = len(info.partitions)
         return info
 
-    def delete_topic(self, name):
+    def delete_topic(self, name: str) -> None:
+        """Delete the topic and its data."""
         self._call(M.METHOD_DELETE_TOPIC, topics_pb2.DeleteTopicRequest(name=name), topics_pb2.DeleteTopicResponse)
         self._partition_counts.pop(name, None)
 
-    def list_topics(self):
+    def list_topics(self) -> List[str]:
         """All topic names, sorted."""
         return list(self._call(M.METHOD_LIST_TOPICS, topics_pb2.ListTopicsRequest(), topics_pb2.ListTopicsResponse).names)
 
-    def describe_topic(self, name):
+    def describe_topic(self, name: str) -> Any:
         """The topic's TopicInfo (partitions with leader, epoch, log start, high watermark; configs)."""
         info = self._call(M.METHOD_DESCRIBE_TOPIC, topics_pb2.DescribeTopicRequest(name=name),
                           topics_pb2.DescribeTopicResponse).topic
         self._partition_counts[name] = len(info.partitions)
         return info
 
-    def create_partitions(self, name, total_partitions):
+    def create_partitions(self, name: str, total_partitions: int) -> Any:
+        """Raise the topic's partition count to `total_partitions`; returns its TopicInfo."""
         req = topics_pb2.CreatePartitionsRequest(name=name, total_partitions=total_partitions)
         info = self._call(M.METHOD_CREATE_PARTITIONS, req, topics_pb2.CreatePartitionsResponse).topic
         self._partition_counts[name] = len(info.partitions)
         return info
 
-    def alter_topic_config(self, name, set=None, remove=()):  # noqa: A002 - mirrors the proto field
+    def alter_topic_config(self, name: str, set: Optional[Mapping[str, str]] = None,  # noqa: A002 - the proto field
+                           remove: Iterable[str] = ()) -> Any:
+        """Set and remove topic configuration keys; returns the TopicInfo."""
         req = topics_pb2.AlterTopicConfigRequest(name=name, set=set or {}, remove=list(remove))
         return self._call(M.METHOD_ALTER_TOPIC_CONFIG, req, topics_pb2.AlterTopicConfigResponse).topic
 
-    def get_metadata(self, topics=()):
+    def get_metadata(self, topics: Iterable[str] = ()) -> Any:
         """GetMetadataResponse; a missing topic has `error` set in its TopicMetadata (not raised)."""
         return self._call(M.METHOD_GET_METADATA, topics_pb2.GetMetadataRequest(topics=list(topics)),
                           topics_pb2.GetMetadataResponse)
 
-    def partition_count(self, topic, refresh=False):
+    def partition_count(self, topic: str, refresh: bool = False) -> int:
+        """The topic's partition count (cached; `refresh` asks the broker again)."""
         if refresh or topic not in self._partition_counts:
             md = self.get_metadata([topic])
             tm = md.topics[0]
@@ -139,32 +199,36 @@ class Client:
         return self._partition_counts[topic]
 
     # ---- offsets ----
-    def list_offsets(self, requests):
+    def list_offsets(self, requests: Sequence[Tuple[str, int, int]]) -> List[int]:
         """requests: [(topic, partition, timestamp)] with timestamp EARLIEST (-2), LATEST (-1) or ms.
         Returns the offsets in order; -1 for a timestamp after every record. Raises a partition's error."""
         req = log_pb2.ListOffsetsRequest(partitions=[
             log_pb2.ListOffsetsPartition(topic=t, partition=p, timestamp=ts, leader_epoch=NO_EPOCH)
             for t, p, ts in requests])
         resp = self._call(M.METHOD_LIST_OFFSETS, req, log_pb2.ListOffsetsResponse)
-        out = []
+        out: List[int] = []
         for r in resp.partitions:
             if r.HasField("error") and r.error.code:
                 raise error_from_proto(r.error, scope="partition")
             out.append(r.offset)
         return out
 
-    def list_offset(self, topic, partition, timestamp):
+    def list_offset(self, topic: str, partition: int, timestamp: int) -> int:
+        """ListOffsets for one partition (EARLIEST, LATEST or a time in ms)."""
         return self.list_offsets([(topic, partition, timestamp)])[0]
 
-    def earliest_offset(self, topic, partition):
+    def earliest_offset(self, topic: str, partition: int) -> int:
+        """The partition's log start offset."""
         return self.list_offset(topic, partition, EARLIEST)
 
-    def latest_offset(self, topic, partition):
+    def latest_offset(self, topic: str, partition: int) -> int:
+        """The partition's log end offset (the offset the next record gets)."""
         return self.list_offset(topic, partition, LATEST)
 
     # ---- fetch ----
-    def fetch_many(self, partitions, max_wait_ms=500, min_bytes=1, max_bytes=0, partition_max_bytes=0,
-                   check_crcs=None, timeout=None):
+    def fetch_many(self, partitions: Sequence[Tuple[str, int, int]], max_wait_ms: int = 500, min_bytes: int = 1,
+                   max_bytes: int = 0, partition_max_bytes: int = 0, check_crcs: Optional[bool] = None,
+                   timeout: Optional[float] = None) -> List[FetchResult]:
         """Long-poll fetch of several partitions: partitions = [(topic, partition, offset)].
         Returns one FetchResult per entry (error set rather than raised for a partition error);
         records below the requested offset are skipped.
@@ -177,26 +241,30 @@ class Client:
         req = log_pb2.FetchRequest(max_wait_ms=max_wait_ms, min_bytes=min_bytes, max_bytes=max_bytes)
         for t, p, off in partitions:
             req.partitions.add(topic=t, partition=p, offset=off, leader_epoch=NO_EPOCH, max_bytes=partition_max_bytes)
-        stream = self.conn.open_stream(M.METHOD_FETCH)
-        stream.send(req, end_stream=True)
         wait = (timeout if timeout is not None else self.timeout) + max_wait_ms / 1000.0
-        try:
-            frame = stream.recv(wait)
-        except FjordTimeoutError:
-            stream.cancel()
-            raise
-        payload = frame.payload
+
+        def attempt(left: float) -> fr.Frame:
+            stream = self._connection().open_stream(M.METHOD_FETCH)
+            stream.send(req, end_stream=True)
+            try:
+                return stream.recv(left)
+            except FjordTimeoutError:
+                stream.cancel()
+                raise
+
+        payload = self._retrying(attempt, wait).payload
         resp = log_pb2.FetchResponse()
         try:
             resp.ParseFromString(payload)
             raw_parts = submessages(payload, 1)
         except (WireError, Exception) as exc:  # noqa: BLE001
             raise ProtocolError("undecodable FetchResponse: %s" % exc) from None
-        results = []
+        results: List[FetchResult] = []
         for i, pr in enumerate(resp.partitions):
             want = partitions[i][2] if i < len(partitions) else 0
             err = error_from_proto(pr.error, scope="partition") if pr.HasField("error") and pr.error.code else None
-            records, next_offset = [], None
+            records: List[ConsumedRecord] = []
+            next_offset: Optional[int] = None
             if err is None and i < len(raw_parts):
                 s, e = raw_parts[i]
                 for rs, re_ in submessages(payload, 6, s, e):
@@ -210,7 +278,8 @@ class Client:
                                        next_offset if next_offset is not None else want, err))
         return results
 
-    def fetch(self, topic, partition, offset, max_wait_ms=500, min_bytes=1, max_bytes=0, check_crcs=None):
+    def fetch(self, topic: str, partition: int, offset: int, max_wait_ms: int = 500, min_bytes: int = 1,
+              max_bytes: int = 0, check_crcs: Optional[bool] = None) -> FetchResult:
         """Fetch one partition from `offset`; raises the partition's error (and BatchIntegrityError
         as fetch_many). Returns a FetchResult whose next_offset is where the next fetch should start."""
         r = self.fetch_many([(topic, partition, offset)], max_wait_ms, min_bytes, max_bytes, check_crcs=check_crcs)[0]
@@ -219,23 +288,38 @@ class Client:
         return r
 
     # ---- subscribe ----
-    def subscribe(self, topic, partition, offset, credit_bytes=1 << 20, max_bytes=0, sink=None, check_crcs=None):
+    def subscribe(self, topic: str, partition: int, offset: int, credit_bytes: int = 1 << 20, max_bytes: int = 0,
+                  sink: Any = None, check_crcs: Optional[bool] = None, resume_timeout: Optional[float] = None
+                  ) -> "Subscription":
         """Open a Subscription: the broker pushes records from `offset` under byte credit. Batches
         are checked as in fetch_many (`check_crcs` default: the client's setting)."""
         return Subscription(self, topic, partition, offset, credit_bytes, max_bytes, sink,
-                            self.check_crcs if check_crcs is None else check_crcs)
+                            self.check_crcs if check_crcs is None else check_crcs, resume_timeout)
 
     # ---- produce ----
-    def producer(self, acks="leader", **kwargs):
+    def producer(self, acks: Union[str, int] = "leader", **kwargs: Any) -> Producer:
+        """A Producer (see its docstring for the options: idempotent, linger, delivery_timeout, ...)."""
         return Producer(self, acks=acks, **kwargs)
 
-    def produce(self, topic, records, partition=None, acks="leader", timeout=None):
+    def produce(self, topic: str, records: Iterable[Record], partition: Optional[int] = None,
+                acks: Union[str, int] = "leader", timeout: Optional[float] = None) -> List[RecordMetadata]:
         """Produce records and wait: returns one RecordMetadata per record (offset -1 with acks none).
         Keyed records without `partition` go to the murmur2 partition; unkeyed ones to one partition."""
         with self.producer(acks=acks) as p:
             futs = [p.send(topic, r, partition=partition) for r in records]
             p.flush(timeout)
         return [f.result() for f in futs]
+
+
+class _Spent(int):
+    """A message's byte count, remembering the stream it came on (see Subscription.grant)."""
+
+    stream: Any
+
+    def __new__(cls, value: int, stream: Any) -> "_Spent":
+        obj = super().__new__(cls, value)
+        obj.stream = stream
+        return obj
 
 
 class Subscription:
@@ -253,29 +337,62 @@ class Subscription:
     starts where the previous one, in this message or an earlier one, ended). A message with a
     batch that fails ends the subscription with BatchIntegrityError (CrcMismatchError,
     OffsetGapError) and none of its records is delivered; records of earlier messages were.
+
+    Resuming: when the connection is lost or the broker ends the stream with a retriable error
+    (BROKER_SHUTTING_DOWN, NOT_LEADER, ...), `poll()` subscribes again, on a new connection if
+    needed, from `next_offset`, the first offset it has not received (records received before
+    the loss are still handed out, in order: nothing is skipped or repeated). It keeps trying with
+    backoff for `resume_timeout` seconds (default: the client's timeout), then raises the error.
+    A sink's reader does the same by calling `resume()` when `can_resume(error)` is true.
     """
 
-    def __init__(self, client, topic, partition, offset, credit_bytes, max_bytes, sink, check_crcs):
+    def __init__(self, client: Client, topic: str, partition: int, offset: int, credit_bytes: int, max_bytes: int,
+                 sink: Any, check_crcs: bool, resume_timeout: Optional[float] = None) -> None:
         if credit_bytes <= 0:
             raise ValueError("credit_bytes must be positive")
         self.client = client
         self.topic, self.partition = topic, partition
         self.next_offset = offset
-        self.high_watermark = None
-        self.log_start_offset = None
+        self.high_watermark: Optional[int] = None
+        self.log_start_offset: Optional[int] = None
         self.check_crcs = check_crcs
+        self.credit_bytes, self.max_bytes = credit_bytes, max_bytes
+        self.resume_timeout = client.timeout if resume_timeout is None else resume_timeout
+        self.resumes = 0  # times the subscription was opened again
         self._start_offset = offset
         self._continues = False  # a batch has arrived: the next must start at next_offset
         self._sink = sink
-        self._queue = queue.Queue() if sink is None else None
-        self._buffer = collections.deque()
-        self.error = None
-        self.stream = client.conn.open_stream(M.METHOD_SUBSCRIBE, on_frame=self._on_frame)
-        self.stream.send(log_pb2.SubscribeRequest(topic=topic, partition=partition, offset=offset,
-                                                  leader_epoch=NO_EPOCH, credit_bytes=credit_bytes,
-                                                  max_bytes=max_bytes))
+        self._queue: Optional["queue.Queue[Any]"] = queue.Queue() if sink is None else None
+        self._buffer: "collections.deque[ConsumedRecord]" = collections.deque()
+        self._closed = False
+        self.error: Optional[BaseException] = None
+        self.stream: Any = None
+        self._open(client._connection())
 
-    def _on_frame(self, stream, item):  # I/O thread
+    def _open(self, conn: Connection) -> None:
+        """Subscribe from next_offset on `conn` (the first time: the requested offset)."""
+        self._start_offset = self.next_offset
+        self._continues = False
+        stream = conn.open_stream(M.METHOD_SUBSCRIBE, on_frame=self._on_frame)
+        self.stream = stream
+        stream.send(log_pb2.SubscribeRequest(topic=self.topic, partition=self.partition, offset=self.next_offset,
+                                             leader_epoch=NO_EPOCH, credit_bytes=self.credit_bytes,
+                                             max_bytes=self.max_bytes))
+
+    def can_resume(self, error: BaseException) -> bool:
+        """Whether a subscription that ended with `error` may be opened again (a lost connection or
+        a retriable broker error other than UNKNOWN_TOPIC_OR_PARTITION)."""
+        return not self._closed and is_retriable(error)
+
+    def resume(self) -> None:
+        """Subscribe again from next_offset, reconnecting if needed, retrying with backoff for
+        `resume_timeout` s (then the last error is raised)."""
+        self.client._retrying(lambda _left: self._open(self.client._connection()), self.resume_timeout)
+        self.resumes += 1
+
+    def _on_frame(self, stream: Any, item: Any) -> None:  # I/O thread
+        if stream is not self.stream:
+            return  # a stream this subscription replaced
         if isinstance(item, BaseException):
             self._emit(("error", self, item))
             return
@@ -285,7 +402,7 @@ class Subscription:
         try:
             resp = log_pb2.SubscribeResponse.FromString(item.payload)
             spent = 0
-            records = []
+            records: List[ConsumedRecord] = []
             next_offset, continues = self.next_offset, self._continues
             for s, e in submessages(item.payload, 1):
                 spent += e - s
@@ -302,22 +419,27 @@ class Subscription:
             stream.cancel()
             self._emit(("error", self, exc if isinstance(exc, ValueError) else ProtocolError(str(exc))))
             return
-        self._emit(("records", self, records, spent))
+        self._emit(("records", self, records, _Spent(spent, stream)))
 
-    def _emit(self, item):
-        (self._sink if self._sink is not None else self._queue).put(item)
+    def _emit(self, item: Any) -> None:
+        target = self._sink if self._sink is not None else self._queue
+        assert target is not None
+        target.put(item)
 
-    def grant(self, nbytes):
-        """Add `nbytes` of credit (SubscribeCredit)."""
+    def grant(self, nbytes: int) -> None:
+        """Add `nbytes` of credit (SubscribeCredit). The byte counts of messages from a stream the
+        subscription has since replaced (resume) are not granted to the new one."""
+        if getattr(nbytes, "stream", self.stream) is not self.stream:
+            return
         if nbytes > 0 and not self.stream.closed:
             try:
                 self.stream.send(log_pb2.SubscribeCredit(bytes=nbytes))
             except FjordError:
                 pass
 
-    def poll(self, timeout=None):
+    def poll(self, timeout: Optional[float] = None) -> List[ConsumedRecord]:
         """Records available within `timeout` s (possibly []), raising the stream's error if it ended."""
-        if self._sink is not None:
+        if self._queue is None:
             raise RuntimeError("this subscription delivers to its sink")
         if self._buffer:
             out = list(self._buffer)
@@ -331,303 +453,34 @@ class Subscription:
             except queue.Empty:
                 return []
             if item[0] == "error":
+                if self.can_resume(item[2]):
+                    self.resume()
+                    continue
                 self.error = item[2]
                 raise item[2]
             _, _, records, spent = item
             self.grant(spent)
             if records:
-                return records
+                out = list(records)
+                return out
             if deadline is not None and time.monotonic() >= deadline:
                 return []
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[ConsumedRecord]:
         while True:
             for r in self.poll():
                 yield r
 
-    def close(self):
+    def close(self) -> None:
         """CANCEL the stream."""
+        self._closed = True
         self.stream.cancel()
 
-    def __enter__(self):
+    def __enter__(self) -> "Subscription":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-class RecordFuture:
-    """The outcome of one record: result() -> RecordMetadata, or raises the batch's error."""
-
-    def __init__(self, batch_future, topic, partition, index, producer=None):
-        self._f = batch_future
-        self.topic, self.partition, self.index = topic, partition, index
-        self._producer = producer
-
-    def _send_if_queued(self):
-        if self._producer is not None and not self._f.done():
-            if self._producer.acks == log_pb2.ACKS_NONE:
-                self._producer.flush()  # acks none: known only once the broker ends the stream
-            else:
-                self._producer._send_if_queued(self.topic, self.partition, self._f)
-
-    def result(self, timeout=None):
-        """Waits for the answer; a record still queued in the producer is sent first."""
-        self._send_if_queued()
-        base = self._f.result(timeout)
-        return RecordMetadata(self.topic, self.partition, -1 if base is None else base + self.index)
-
-    def exception(self, timeout=None):
-        self._send_if_queued()
-        return self._f.exception(timeout)
-
-    def done(self):
-        return self._f.done()
-
-
-class Producer:
-    """Batches records per partition and produces them on one Log.Produce stream.
-
-    send() queues a record and returns a RecordFuture; a partition's batch goes out when it reaches
-    `batch_bytes`, on send_pending(), flush() or close(). Answers are matched by request_id. With
-    acks none the broker answers only failures, so those futures complete (offset -1) when the
-    stream ends (close()). At most `max_outstanding_bytes` of unanswered batches are in flight
-    (send blocks), as protocol.md §7 asks.
-    """
-
-    def __init__(self, client, acks="leader", batch_bytes=256 * 1024, max_outstanding_bytes=None,
-                 timeout=None):
-        self.client = client
-        self.acks = _acks_value(acks)
-        hs = client.handshake
-        limit = hs.max_batch_bytes or (4 << 20)
-        self.batch_bytes = max(1, min(batch_bytes, limit // 2))
-        inflight = hs.max_in_flight_bytes or (64 << 20)
-        self.max_outstanding = max_outstanding_bytes or max(1 << 20, min(inflight // 2, 32 << 20))
-        self.timeout = client.timeout if timeout is None else timeout
-        self._lock = threading.Condition()  # pending answers and outstanding bytes (shared with the I/O thread)
-        self._op = threading.RLock()  # serializes send/flush/close between application threads
-        self._stream = None
-        self._ids = itertools.count(1)
-        self._pending = {}  # request_id -> (Future, nbytes, stream)
-        self._outstanding = 0
-        self._acc = collections.OrderedDict()  # (topic, partition) -> [records, est bytes, [Future]]
-        self._sticky = {}
-        self._rr = {}
-        self._ended = None  # Future completed when the broker ends the stream
-        self._closed = False
-
-    # ---- partitioning ----
-    def partition_for(self, topic, record):
-        with self._op:
-            return self._partition_for(topic, record)
-
-    def _partition_for(self, topic, record):
-        n = self.client.partition_count(topic)
-        if record.key is not None:
-            return partition_for_key(record.key, n)
-        p = self._sticky.get(topic)
-        if p is None or p >= n:
-            p = self._rr.get(topic, -1) + 1
-            p %= n
-            self._rr[topic] = p
-            self._sticky[topic] = p
-        return p
-
-    # ---- sending ----
-    def send(self, topic, record, partition=None):
-        """Queue `record` (a Record) for `topic`; returns a RecordFuture."""
-        with self._op:
-            return self._send(topic, record, partition)
-
-    def _send(self, topic, record, partition):
-        if self._closed:
-            raise FjordError("producer is closed")
-        if partition is None:
-            partition = self._partition_for(topic, record)
-        k = (topic, partition)
-        size = _estimate(record)
-        acc = self._acc.get(k)
-        if acc is not None and acc[1] + size > self.batch_bytes:
-            self._send_acc(k)
-            acc = None
-        if acc is None:
-            acc = self._acc[k] = [[], 0, Future()]
-        acc[0].append(record)
-        acc[1] += size
-        fut = RecordFuture(acc[2], topic, partition, len(acc[0]) - 1, self)
-        if acc[1] >= self.batch_bytes:
-            self._send_acc(k)
-        return fut
-
-    def send_batch(self, topic, partition, records):
-        """Produce `records` as one batch now; returns a Future of the batch's base offset (None with
-        acks none)."""
-        fut = Future()
-        with self._op:
-            self._send_request(topic, partition, list(records), fut)
-        return fut
-
-    def send_pending(self):
-        """Send every partly filled batch now (without waiting for answers)."""
-        with self._op:
-            for k in list(self._acc):
-                self._send_acc(k)
-
-    def _send_if_queued(self, topic, partition, batch_future):
-        with self._op:
-            acc = self._acc.get((topic, partition))
-            if acc is not None and acc[2] is batch_future:
-                self._send_acc((topic, partition))
-
-    def _send_acc(self, k):
-        records, _, fut = self._acc.pop(k)
-        if self._sticky.get(k[0]) == k[1]:
-            self._sticky.pop(k[0], None)  # next unkeyed batch goes to the next partition
-        self._send_request(k[0], k[1], records, fut)
-
-    def _ensure_stream(self):
-        # A stream that ended with an error cannot take more requests; a new one can.
-        if self._stream is None or self._stream.closed:
-            self._ended = Future()
-            self._stream = self.client.conn.open_stream(M.METHOD_PRODUCE, on_frame=self._on_frame)
-            self._stream._fjord_ended = self._ended
-        return self._stream
-
-    def _send_request(self, topic, partition, records, fut):
-        try:
-            batch = build_batch(records)
-        except Exception as exc:  # noqa: BLE001
-            fut.set_exception(exc)
-            return
-        n = len(batch)
-        with self._lock:
-            stream = self._ensure_stream()
-            if self.acks != log_pb2.ACKS_NONE:
-                deadline = time.monotonic() + self.timeout
-                while self._outstanding and self._outstanding + n > self.max_outstanding and not stream.closed:
-                    if not self._lock.wait(max(0.0, deadline - time.monotonic())):
-                        if time.monotonic() >= deadline:
-                            raise FjordTimeoutError("produce answers outstanding for %.1f s" % self.timeout)
-            if stream.closed:
-                err = stream.error or ConnectionClosedError("produce stream ended")
-                fut.set_exception(err)
-                return
-            rid = next(self._ids)
-            self._pending[rid] = (fut, n if self.acks != log_pb2.ACKS_NONE else 0, stream)
-            if self.acks != log_pb2.ACKS_NONE:
-                self._outstanding += n
-        req = log_pb2.ProduceRequest(topic=topic, partition=partition, leader_epoch=NO_EPOCH, acks=self.acks,
-                                     request_id=rid, batch=batch)
-        try:
-            stream.send(req)
-        except FjordError as exc:
-            with self._lock:
-                self._pending.pop(rid, None)
-            fut.set_exception(exc)
-
-    def _on_frame(self, stream, item):  # I/O thread
-        if isinstance(item, BaseException) or item.flags & fr.ERROR:
-            err = item if isinstance(item, BaseException) else stream.error
-            self._finish_all(err, stream)
-            return
-        if item.payload:
-            try:
-                resp = log_pb2.ProduceResponse.FromString(item.payload)
-            except Exception as exc:  # noqa: BLE001
-                self._finish_all(ProtocolError("undecodable ProduceResponse: %s" % exc), stream)
-                stream.cancel()
-                return
-            with self._lock:
-                entry = self._pending.pop(resp.request_id, None)
-                if entry is not None:
-                    self._outstanding -= entry[1]
-                    self._lock.notify_all()
-            if entry is not None:
-                if resp.HasField("error") and resp.error.code:
-                    entry[0].set_exception(error_from_proto(resp.error, scope="partition"))
-                else:
-                    entry[0].set_result(resp.base_offset)
-        if item.flags & fr.END_STREAM:
-            # Every request was answered; those still pending were acks-none successes.
-            self._finish_all(None, stream)
-
-    def _finish_all(self, err, stream):
-        """Complete every request still pending on `stream` (with `err`, or as acks-none successes)."""
-        with self._lock:
-            rids = [rid for rid, (_, _, s) in self._pending.items() if s is stream]
-            pending = [self._pending.pop(rid) for rid in rids]
-            self._outstanding -= sum(n for _, n, _ in pending)
-            self._lock.notify_all()
-            ended = getattr(stream, "_fjord_ended", None)
-        for fut, _, _ in pending:
-            if not fut.done():
-                if err is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(err)
-        if ended is not None and not ended.done():
-            ended.set_result(err)
-
-    def flush(self, timeout=None):
-        """Send pending batches and wait for the answers to every request sent so far (with acks none
-        this ends the stream; a later send opens a new one)."""
-        self.send_pending()
-        timeout = self.timeout if timeout is None else timeout
-        if self.acks == log_pb2.ACKS_NONE:
-            self._end_stream(timeout)
-            return
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            futs = [f for f, _, _ in self._pending.values()]
-        for f in futs:
-            try:
-                f.exception(max(0.0, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - concurrent TimeoutError
-                raise FjordTimeoutError("produce answers did not arrive within %.1f s" % timeout) from None
-
-    def _end_stream(self, timeout):
-        with self._op:  # detach first: requests sent from now on go to a new stream
-            stream, ended = self._stream, self._ended
-            self._stream = None
-            if stream is None:
-                return
-            if not stream.closed:
-                try:
-                    stream.send(b"", end_stream=True)
-                except FjordError as exc:
-                    self._finish_all(exc, stream)
-        try:
-            ended.result(timeout)
-        except Exception:  # noqa: BLE001
-            raise FjordTimeoutError("the broker did not end the produce stream within %.1f s" % timeout) from None
-
-    def close(self, timeout=None):
-        """Send everything, end the stream (END_STREAM) and wait until the broker ends it."""
-        if self._closed:
-            return
-        self.send_pending()
-        self._end_stream(self.timeout if timeout is None else timeout)
-        with self._op:
-            self._closed = True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        if exc_type is None:
-            self.close()
-        else:
-            self._closed = True
-            if self._stream is not None:
-                self._stream.cancel()
-
-
-def _estimate(record):
-    n = 16 + (len(record.key) if record.key is not None else 0) + (len(record.value) if record.value is not None else 0)
-    for k, v in record.headers:
-        n += 8 + len(k.encode("utf-8")) + (len(v) if v is not None else 0)
-    return n
 
 
 __all__ = ["Client", "Producer", "Subscription", "Record", "ConsumedRecord", "FetchResult", "RecordMetadata",

@@ -13,6 +13,7 @@ import socket
 import ssl
 import threading
 import time
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Type, TypeVar, Union
 
 from . import frames as fr
 from .errors import (ConnectionClosedError, FjordError, FjordTimeoutError, ProtocolError,
@@ -28,8 +29,11 @@ DEFAULT_MAX_INCOMING = 64 * 1024 * 1024
 OUTBUF_HIGH_WATER = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
 
+M = TypeVar("M")
+OnFrame = Callable[["Stream", Union[fr.Frame, BaseException]], None]
 
-def parse_hostport(text, default_port=DEFAULT_PORT):
+
+def parse_hostport(text: str, default_port: int = DEFAULT_PORT) -> Tuple[str, int]:
     """'host:port', '[v6]:port' or 'host' -> (host, port)."""
     text = text.strip()
     if text.startswith("["):
@@ -42,7 +46,8 @@ def parse_hostport(text, default_port=DEFAULT_PORT):
     return host, int(port) if port else default_port
 
 
-def make_ssl_context(ca=None, cert=None, key=None, verify=True):
+def make_ssl_context(ca: Optional[str] = None, cert: Optional[str] = None, key: Optional[str] = None,
+                     verify: bool = True) -> ssl.SSLContext:
     """An SSLContext for Fjord: TLS 1.2 minimum, trusting `ca` (a PEM file) or the system store,
     presenting `cert`/`key` (PEM) for mutual TLS when given."""
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
@@ -60,17 +65,17 @@ def make_ssl_context(ca=None, cert=None, key=None, verify=True):
 class Stream:
     """One stream of a connection. Frames for it arrive in `recv()` order, or go to `on_frame`."""
 
-    def __init__(self, conn, stream_id, method, on_frame=None):
+    def __init__(self, conn: "Connection", stream_id: int, method: int, on_frame: Optional[OnFrame] = None) -> None:
         self.conn = conn
         self.id = stream_id
         self.method = method
         self.closed = False  # by the broker (END_STREAM/ERROR), by cancel(), or with the connection
-        self.error = None
-        self._queue = queue.Queue()
+        self.error: Optional[BaseException] = None
+        self._queue: "queue.Queue[Union[fr.Frame, BaseException]]" = queue.Queue()
         self._on_frame = on_frame
 
     # Called by the I/O thread.
-    def _deliver(self, frame):
+    def _deliver(self, frame: fr.Frame) -> None:
         if frame.flags & (fr.END_STREAM | fr.ERROR):
             self.closed = True
         if frame.flags & fr.ERROR:
@@ -80,7 +85,7 @@ class Stream:
         else:
             self._queue.put(frame)
 
-    def _fail(self, exc):
+    def _fail(self, exc: BaseException) -> None:
         self.closed = True
         if self.error is None:
             self.error = exc
@@ -89,12 +94,12 @@ class Stream:
         else:
             self._queue.put(exc)
 
-    def send(self, message=b"", end_stream=False, flags=0):
+    def send(self, message: Any = b"", end_stream: bool = False, flags: int = 0) -> None:
         """Send a frame with a protobuf message (or raw bytes) on this stream."""
         payload = message if isinstance(message, (bytes, bytearray, memoryview)) else message.SerializeToString()
         self.conn._send_frame(self.id, self.method, flags | (fr.END_STREAM if end_stream else 0), payload)
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Abandon the stream (CANCEL frame). The broker sends nothing in reply."""
         if not self.closed:
             self.closed = True
@@ -104,20 +109,20 @@ class Stream:
             except FjordError:
                 pass
 
-    def recv(self, timeout=None):
+    def recv(self, timeout: Optional[float] = None) -> fr.Frame:
         """The next frame on this stream. Raises the broker's error for an ERROR frame,
         ConnectionClosedError if the connection ended, FjordTimeoutError after `timeout` s."""
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
-            raise FjordTimeoutError("no frame on stream %d within %.3f s" % (self.id, timeout)) from None
+            raise FjordTimeoutError("no frame on stream %d within %.3f s" % (self.id, timeout or 0.0)) from None
         if isinstance(item, BaseException):
             raise item
         if item.flags & fr.ERROR:
             raise error_from_payload(item.payload, scope="stream")
         return item
 
-    def recv_nowait(self):
+    def recv_nowait(self) -> Optional[fr.Frame]:
         try:
             item = self._queue.get_nowait()
         except queue.Empty:
@@ -136,22 +141,23 @@ class Connection:
     plaintext listener. `handshake` holds the broker's HandshakeResponse.
     """
 
-    def __init__(self, host="127.0.0.1", port=DEFAULT_PORT, ssl_context=None, server_hostname=None,
-                 client_id="fjord-python", connect_timeout=10.0, max_incoming=DEFAULT_MAX_INCOMING):
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, ssl_context: Optional[ssl.SSLContext] = None,
+                 server_hostname: Optional[str] = None, client_id: str = "fjord-python", connect_timeout: float = 10.0,
+                 max_incoming: int = DEFAULT_MAX_INCOMING) -> None:
         self.host, self.port = host, port
         self._lock = threading.Lock()
-        self._streams = {}
+        self._streams: Dict[int, Stream] = {}
         self._ids = itertools.count(1)
         self._out = bytearray()
         self._out_cond = threading.Condition(self._lock)
         self._closed = False
-        self._close_reason = None
+        self._close_reason: Optional[BaseException] = None
         self._client_closing = False
         self._decoder = fr.FrameDecoder(max_incoming)
         self._wake_pending = False
         self._unsent_pending = 0  # bytes taken from _out by the I/O thread and not yet written
 
-        sock = socket.create_connection((host, port), timeout=connect_timeout)
+        sock: Any = socket.create_connection((host, port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ssl_context is not None:
@@ -182,10 +188,10 @@ class Connection:
     # ---- public API ----------------------------------------------------------------------------
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
-    def open_stream(self, method, on_frame=None):
+    def open_stream(self, method: int, on_frame: Optional[OnFrame] = None) -> Stream:
         """Allocate a new stream id (never reused) for `method`. Nothing is sent yet."""
         with self._lock:
             if self._closed:
@@ -197,7 +203,7 @@ class Connection:
             self._streams[sid] = stream
             return stream
 
-    def call(self, method, request, response_type, timeout=30.0):
+    def call(self, method: int, request: Any, response_type: Callable[[], M], timeout: float = 30.0) -> M:
         """A unary call: one request frame with END_STREAM, one response frame (or the error raised)."""
         stream = self.open_stream(method)
         stream.send(request, end_stream=True)
@@ -208,14 +214,15 @@ class Connection:
             raise
         if frame.method != method:
             raise ProtocolError("response on stream %d has method %d, expected %d" % (stream.id, frame.method, method))
-        msg = response_type()
+        msg: Any = response_type()
         try:
             msg.ParseFromString(frame.payload)
         except Exception as exc:  # noqa: BLE001
-            raise ProtocolError("undecodable %s: %s" % (response_type.DESCRIPTOR.name, exc)) from None
-        return msg
+            raise ProtocolError("undecodable %s: %s" % (msg.DESCRIPTOR.name, exc)) from None
+        result: M = msg
+        return result
 
-    def close(self, timeout=2.0):
+    def close(self, timeout: float = 2.0) -> None:
         """Flush queued frames (up to `timeout` s), then close the socket and fail open streams."""
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -230,15 +237,15 @@ class Connection:
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
-    def __enter__(self):
+    def __enter__(self) -> "Connection":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     # ---- internals -------------------------------------------------------------------------------
 
-    def _closed_error(self):
+    def _closed_error(self) -> BaseException:
         reason = self._close_reason
         if isinstance(reason, ConnectionClosedError):
             return ConnectionClosedError(str(reason))
@@ -246,11 +253,11 @@ class Connection:
             return reason
         return ConnectionClosedError("connection closed: %s" % (reason,))
 
-    def _forget(self, sid):
+    def _forget(self, sid: int) -> None:
         with self._lock:
             self._streams.pop(sid, None)
 
-    def _send_frame(self, stream_id, method, flags, payload):
+    def _send_frame(self, stream_id: int, method: int, flags: int, payload: Any) -> None:
         data = fr.encode_frame(stream_id, method, flags, payload)
         with self._lock:
             while len(self._out) > OUTBUF_HIGH_WATER and not self._closed:
@@ -266,7 +273,7 @@ class Connection:
             except (BlockingIOError, OSError):
                 pass
 
-    def _shutdown(self, reason):
+    def _shutdown(self, reason: BaseException) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -282,7 +289,7 @@ class Connection:
         except OSError:
             pass
 
-    def _dispatch(self, frame):
+    def _dispatch(self, frame: fr.Frame) -> None:
         if frame.stream_id == 0:
             if frame.flags & fr.ERROR:
                 err = error_from_payload(frame.payload, scope="connection")
@@ -298,7 +305,7 @@ class Connection:
             return  # a late answer to a cancelled stream: dropped (protocol.md §3)
         stream._deliver(frame)
 
-    def _io_loop(self):
+    def _io_loop(self) -> None:
         sock = self._sock
         pending = b""  # the chunk being written; retried unchanged after a would-block
         want_read_for_write = False
@@ -362,7 +369,7 @@ class Connection:
                 except OSError:
                     pass
 
-    def _read_available(self, sock):
+    def _read_available(self, sock: Any) -> bool:
         """Read until the socket would block. False when the broker closed the connection."""
         while True:
             try:
@@ -373,7 +380,9 @@ class Connection:
                 return True
             if not data:
                 if self._decoder.mid_frame:
-                    self._shutdown(ProtocolError("connection ended inside a frame"))
+                    # A peer that dies mid-write (a crashed broker) cuts a frame: to the client that
+                    # is a lost connection, retriable, like any other.
+                    self._shutdown(ConnectionClosedError("the connection ended inside a frame"))
                 else:
                     self._shutdown(ConnectionClosedError("connection closed by the broker"))
                 return False

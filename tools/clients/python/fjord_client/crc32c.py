@@ -4,12 +4,15 @@ Uses the `crc32c` PyPI package when it is installed (C speed), else a table-driv
 implementation (slicing-by-8 over 8-byte words). Both give crc32c(b"123456789") == 0xE3069283.
 """
 import sys
+from typing import Callable, List, Union
+
+BytesLike = Union[bytes, bytearray, memoryview]
 
 _POLY = 0x82F63B78
 
 
-def _make_tables():
-    t0 = []
+def _make_tables() -> List[List[int]]:
+    t0: List[int] = []
     for n in range(256):
         c = n
         for _ in range(8):
@@ -27,7 +30,7 @@ _T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7 = _T
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
 
-def crc32c_python(data, crc=0):
+def crc32c_python(data: BytesLike, crc: int = 0) -> int:
     """Pure-Python CRC32C of `data` (bytes-like), continuing from `crc`."""
     mv = memoryview(data).cast("B")
     crc ^= 0xFFFFFFFF
@@ -45,7 +48,7 @@ def crc32c_python(data, crc=0):
     return crc ^ 0xFFFFFFFF
 
 
-def crc32c_bytewise(data, crc=0):
+def crc32c_bytewise(data: BytesLike, crc: int = 0) -> int:
     """The plain one-table CRC32C (reference for tests)."""
     crc ^= 0xFFFFFFFF
     t0 = _T0
@@ -54,13 +57,15 @@ def crc32c_bytewise(data, crc=0):
     return crc ^ 0xFFFFFFFF
 
 
+crc32c: Callable[..., int]
 try:  # optional accelerator: `pip install crc32c` (hardware CRC32C where the CPU has it)
-    import crc32c as _ext  # type: ignore
+    import crc32c as _ext
 
-    def crc32c(data, crc=0):
+    def _crc32c_ext(data: BytesLike, crc: int = 0) -> int:
         """CRC32C of `data` (any contiguous bytes-like object, read in place), continuing from `crc`."""
-        return _ext.crc32c(data, crc)
+        return int(_ext.crc32c(data, crc))
 
+    crc32c = _crc32c_ext
     IMPLEMENTATION = "crc32c package"
 except Exception:  # pragma: no cover - depends on the environment
     crc32c = crc32c_python

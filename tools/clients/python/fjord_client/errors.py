@@ -6,9 +6,11 @@ class attributes `code`, `code_name` and `retriable` from the table (for example
 `fjord.v1.Error` to an instance of the right class; a code this client does not know becomes a plain
 `BrokerError` that is not retriable (protocol.md §8).
 """
+from typing import Any, Dict, List, Optional, Type
+
 from .fjord.v1.error_codes import ERROR_CODES
 
-__all__ = [
+__all__: List[str] = [
     "FjordError", "BrokerError", "ConnectionClosedError", "ProtocolError", "FjordTimeoutError",
     "BatchIntegrityError", "CrcMismatchError", "OffsetGapError",
     "ERROR_CLASSES", "error_class", "error_from_proto", "error_from_payload",
@@ -51,7 +53,8 @@ class BatchIntegrityError(FjordError, ValueError):
 
     retriable = False
 
-    def __init__(self, message, *, topic=None, partition=None, offset=None):
+    def __init__(self, message: str, *, topic: Optional[str] = None, partition: Optional[int] = None,
+                 offset: Optional[int] = None) -> None:
         self.topic, self.partition, self.offset = topic, partition, offset
         self.message = message
         super().__init__(message)
@@ -64,7 +67,8 @@ class CrcMismatchError(BatchIntegrityError):
     carries, as its producer computed it) and `actual` (the CRC32C of the bytes received).
     """
 
-    def __init__(self, topic, partition, offset, expected, actual):
+    def __init__(self, topic: Optional[str], partition: Optional[int], offset: Optional[int], expected: int,
+                 actual: int) -> None:
         self.expected, self.actual = expected, actual
         super().__init__("CRC32C mismatch in %s/%s, batch at offset %s: expected 0x%08x (stored in the batch), "
                          "actual 0x%08x (computed)" % (topic, partition, offset, expected, actual),
@@ -79,7 +83,8 @@ class OffsetGapError(BatchIntegrityError):
     (the offset the batch had to start at, or hold when it is the first of a fetch).
     """
 
-    def __init__(self, message, *, topic, partition, offset, expected_offset):
+    def __init__(self, message: str, *, topic: Optional[str], partition: Optional[int], offset: Optional[int],
+                 expected_offset: int) -> None:
         self.expected_offset = expected_offset
         super().__init__(message, topic=topic, partition=partition, offset=offset)
 
@@ -92,11 +97,12 @@ class BrokerError(FjordError):
     `broker_retriable` (the flag the broker set), `scope` ("connection", "stream" or "partition").
     """
 
-    code = None
+    code: Optional[int] = None
     code_name = "UNKNOWN_CODE"
     retriable = False
 
-    def __init__(self, message="", *, code=None, broker_retriable=None, scope=None):
+    def __init__(self, message: str = "", *, code: Optional[int] = None, broker_retriable: Optional[bool] = None,
+                 scope: Optional[str] = None) -> None:
         if code is not None:
             self.code = code
         self.message = message
@@ -106,11 +112,11 @@ class BrokerError(FjordError):
                          else "%s (%s)" % (self.code_name, self.code))
 
 
-def _class_name(name):
+def _class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_")) + "Error"
 
 
-ERROR_CLASSES = {}
+ERROR_CLASSES: Dict[int, Type[BrokerError]] = {}
 for _code, _name, _retriable, _doc in ERROR_CODES:
     if _code == 0:
         continue
@@ -127,12 +133,12 @@ del _code, _name, _retriable, _doc, _cls
 UnknownTopicError = ERROR_CLASSES[20]  # UnknownTopicOrPartitionError
 
 
-def error_class(code):
+def error_class(code: int) -> Type[BrokerError]:
     """The exception class for an error code (BrokerError for an unknown code)."""
     return ERROR_CLASSES.get(code, BrokerError)
 
 
-def error_from_proto(err, scope=None):
+def error_from_proto(err: Any, scope: Optional[str] = None) -> BrokerError:
     """An exception instance for a `fjord.v1.Error` message."""
     code = int(err.code)
     cls = ERROR_CLASSES.get(code)
@@ -141,7 +147,7 @@ def error_from_proto(err, scope=None):
     return cls(err.message, broker_retriable=err.retriable, scope=scope)
 
 
-def error_from_payload(payload, scope=None):
+def error_from_payload(payload: bytes, scope: Optional[str] = None) -> FjordError:
     """An exception for the payload of an ERROR frame (a serialized `fjord.v1.Error`)."""
     from .fjord.v1 import errors_pb2
     err = errors_pb2.Error()
@@ -150,3 +156,10 @@ def error_from_payload(payload, scope=None):
     except Exception as exc:  # noqa: BLE001 - any decode failure
         return ProtocolError("undecodable Error payload in an ERROR frame: %s" % exc)
     return error_from_proto(err, scope=scope)
+
+
+def __getattr__(name: str) -> Type[BrokerError]:
+    """For type checkers: the per-code classes (`errors.NotLeaderError`, ...) are made at import
+    time from the generated table, so a checker sees them through this hook as BrokerError
+    subclasses. At run time every one of them is a real module attribute."""
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))

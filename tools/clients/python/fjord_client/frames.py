@@ -1,6 +1,6 @@
 """The 12-byte frame header of docs/protocol.md §2 and an incremental frame decoder."""
 import struct
-from collections import namedtuple
+from typing import List, NamedTuple, Optional, Tuple, Union
 
 HEADER = struct.Struct(">IIHBB")  # payload length, stream id, method id, flags, reserved
 HEADER_SIZE = HEADER.size  # 12
@@ -10,14 +10,22 @@ ERROR = 0x02
 CANCEL = 0x04
 KNOWN_FLAGS = END_STREAM | ERROR | CANCEL
 
-Frame = namedtuple("Frame", "stream_id method flags payload")
+class Frame(NamedTuple):
+    """One received frame."""
+
+    stream_id: int
+    method: int
+    flags: int
+    payload: bytes
 
 
 class FrameError(Exception):
     """A frame header that breaks the rules of protocol.md §2 (malformed or too large)."""
 
 
-def encode_frame(stream_id, method, flags=0, payload=b""):
+def encode_frame(stream_id: int, method: int, flags: int = 0,
+                 payload: Union[bytes, bytearray, memoryview] = b"") -> bytes:
+    """The 12 header bytes followed by the payload."""
     if not 0 <= stream_id <= 0xFFFFFFFF:
         raise ValueError("stream id out of range")
     if flags & ~KNOWN_FLAGS:
@@ -25,7 +33,7 @@ def encode_frame(stream_id, method, flags=0, payload=b""):
     return HEADER.pack(len(payload), stream_id, method, flags, 0) + bytes(payload)
 
 
-def decode_header(data, max_payload=None):
+def decode_header(data: Union[bytes, bytearray], max_payload: Optional[int] = None) -> Tuple[int, int, int, int]:
     """(payload length, stream id, method, flags) from 12 header bytes; FrameError if malformed."""
     length, stream_id, method, flags, reserved = HEADER.unpack(bytes(data[:HEADER_SIZE]))
     if flags & ~KNOWN_FLAGS:
@@ -40,14 +48,15 @@ def decode_header(data, max_payload=None):
 class FrameDecoder:
     """Feed bytes in any chunking; get whole frames out. Checks each header as soon as it arrives."""
 
-    def __init__(self, max_payload=None):
+    def __init__(self, max_payload: Optional[int] = None) -> None:
         self.max_payload = max_payload
         self._buf = bytearray()
-        self._header = None
+        self._header: Optional[Tuple[int, int, int, int]] = None
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> List[Frame]:
+        """The frames completed by `data` (FrameError for a bad header)."""
         self._buf += data
-        frames = []
+        frames: List[Frame] = []
         while True:
             if self._header is None:
                 if len(self._buf) < HEADER_SIZE:
@@ -65,6 +74,6 @@ class FrameDecoder:
         return frames
 
     @property
-    def mid_frame(self):
+    def mid_frame(self) -> bool:
         """True when bytes of an incomplete frame are buffered (a connection ending now is malformed)."""
         return bool(self._buf) or self._header is not None

@@ -5,7 +5,7 @@ _SEED = 0x9747B28C
 _MASK = 0xFFFFFFFF
 
 
-def murmur2(data):
+def murmur2(data: bytes) -> int:
     """Kafka's murmur2 of `data` (bytes) as a signed 32-bit int, exactly like the Java client."""
     data = bytes(data)
     length = len(data)
@@ -32,7 +32,7 @@ def murmur2(data):
     return h - (1 << 32) if h & 0x80000000 else h
 
 
-def partition_for_key(key, partitions):
+def partition_for_key(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner for a keyed record: (murmur2(key) & 0x7fffffff) % partitions."""
     if partitions <= 0:
         raise ValueError("partitions must be positive")

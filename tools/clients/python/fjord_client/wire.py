@@ -1,11 +1,15 @@
 """A minimal protobuf wire-format scanner, used where the raw bytes matter (CRC checks, credit)."""
+from typing import Iterator, List, Optional, Tuple, Union
+
+Buffer = Union[bytes, bytearray, memoryview]
+FieldValue = Union[int, bytes, Tuple[int, int]]
 
 
 class WireError(ValueError):
     pass
 
 
-def read_varint(buf, pos, end):
+def read_varint(buf: Buffer, pos: int, end: int) -> Tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -21,7 +25,7 @@ def read_varint(buf, pos, end):
             raise WireError("varint too long")
 
 
-def iter_fields(buf, start=0, end=None):
+def iter_fields(buf: Buffer, start: int = 0, end: Optional[int] = None) -> Iterator[Tuple[int, int, FieldValue]]:
     """Yields (field number, wire type, value) for each field of the message in buf[start:end].
 
     value is an int for varints, a (start, end) range of buf for length-delimited fields, and the
@@ -35,6 +39,7 @@ def iter_fields(buf, start=0, end=None):
         if field == 0:
             raise WireError("field number 0")
         if wt == 0:
+            value: FieldValue
             value, pos = read_varint(buf, pos, end)
         elif wt == 1:
             if pos + 8 > end:
@@ -54,6 +59,6 @@ def iter_fields(buf, start=0, end=None):
         yield field, wt, value
 
 
-def submessages(buf, field_number, start=0, end=None):
+def submessages(buf: Buffer, field_number: int, start: int = 0, end: Optional[int] = None) -> List[Tuple[int, int]]:
     """The (start, end) ranges of every length-delimited occurrence of field_number."""
-    return [v for f, wt, v in iter_fields(buf, start, end) if f == field_number and wt == 2]
+    return [v for f, wt, v in iter_fields(buf, start, end) if f == field_number and wt == 2 and isinstance(v, tuple)]

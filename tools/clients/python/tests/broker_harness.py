@@ -86,8 +86,19 @@ class Broker:
             while_stopped()
         self._start()
 
-    def _start(self):
-        args = self._args
+    def crash(self):
+        """SIGKILL the broker (no clean shutdown: it recovers its logs at the next start)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.stop()
+
+    def start_same_port(self):
+        """Start the (stopped) broker again on the data directory and the port it had."""
+        port = self.addr.rsplit(":", 1)[1]
+        self._start([a if a != "127.0.0.1:0" else "127.0.0.1:" + port for a in self._args])
+
+    def _start(self, args=None):
+        args = self._args if args is None else args
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         self.addr = None

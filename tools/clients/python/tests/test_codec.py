@@ -4,7 +4,7 @@ import os
 import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pkgpath  # noqa: F401,E402 - the source tree or the installed package
 
 from fjord_client import errors  # noqa: E402
 from fjord_client import frames as fr  # noqa: E402

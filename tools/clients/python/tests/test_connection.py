@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import pkgpath  # noqa: F401,E402 - the source tree or the installed package
 
 from fjord_client import Client, Record, errors  # noqa: E402
 from fjord_client import frames as fr  # noqa: E402
@@ -109,10 +109,15 @@ class FakeBroker:
             send(f.stream_id, m, fr.END_STREAM, resp)
         elif m == C.METHOD_LIST_TOPICS:
             pass  # never answered: the client times out and cancels
+        elif m == C.METHOD_INIT_PRODUCER_ID:  # a new id each time (the fake does not check sequences)
+            send(f.stream_id, m, fr.END_STREAM, log_pb2.InitProducerIdResponse(
+                producer_id=len(self.log) + 1, producer_epoch=0))
         elif m == C.METHOD_PRODUCE:
             if f.payload:
                 req = log_pb2.ProduceRequest.FromString(f.payload)
-                if req.partition == 2:
+                if req.partition == 7:
+                    pass  # never answered (a broker that hangs while keeping the connection)
+                elif req.partition == 2:
                     send(f.stream_id, m, 0, log_pb2.ProduceResponse(
                         request_id=req.request_id, error=errors_pb2.Error(code=41, message="too big")))
                 else:
@@ -219,11 +224,19 @@ class ConnectionTest(unittest.TestCase):
         with self.assertRaises(errors.InvalidStreamError) as cm:
             self.client.describe_topic("kill")
         self.assertEqual(cm.exception.scope, "connection")
+        old = self.client.conn
+        self.assertTrue(old.closed)
         with self.assertRaises(errors.FjordError):
-            self.client.describe_topic("t")
+            old.call(C.METHOD_DESCRIBE_TOPIC, topics_pb2.DescribeTopicRequest(name="t"),
+                     topics_pb2.DescribeTopicResponse, timeout=1)
+        # The client connects again for the next call.
+        self.assertEqual(self.client.describe_topic("t").name, "t")
+        self.assertEqual(self.client.reconnects, 1)
+        self.assertIsNot(self.client.conn, old)
 
     def test_produce_matches_answers_and_errors(self):
-        with self.client.producer(acks="leader") as p:
+        # Not idempotent (the fake broker has no InitProducerId); no linger: f0 and f3 share a batch.
+        with self.client.producer(acks="leader", idempotent=False, linger=None) as p:
             f0 = p.send("t", Record(b"a"), partition=0)
             f1 = p.send("t", Record(b"b"), partition=1)
             f2 = p.send("t", Record(b"c"), partition=2)
@@ -238,7 +251,7 @@ class ConnectionTest(unittest.TestCase):
         self.assertEqual([decode_batch(b).base_offset for _, b in self.broker.log], [0, 0, 2])
 
     def test_acks_none_completes_at_end_of_stream(self):
-        p = self.client.producer(acks="none")
+        p = self.client.producer(acks="none", linger=None)
         futs = [p.send("t", Record(b"x%d" % i, key=b"k%d" % i)) for i in range(20)]
         p.close(5)
         # The fake answers partition 2 with an error even under acks none; the rest succeed silently.
@@ -253,6 +266,17 @@ class ConnectionTest(unittest.TestCase):
         self.assertGreater(ok, 0)
         self.assertLess(ok, 20)
         self.assertEqual(sum(decode_batch(b).record_count for _, b in self.broker.log), ok)
+
+    def test_delivery_timeout_when_the_broker_never_answers(self):
+        for idempotent in (False, True):
+            with self.subTest(idempotent=idempotent):
+                p = self.client.producer(idempotent=idempotent, delivery_timeout=0.5, linger=None)
+                started = time.monotonic()
+                with self.assertRaises(errors.FjordTimeoutError):
+                    p.send("t", Record(b"x"), partition=7).result(10)
+                self.assertLess(time.monotonic() - started, 5)
+                self.assertEqual(p.send("t", Record(b"y"), partition=0).result(5).partition, 0)  # still usable
+                p.abort()
 
     def test_subscribe_credit(self):
         for i in range(10):

@@ -13,9 +13,10 @@ import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PKG_ROOT = os.path.abspath(os.path.join(HERE, ".."))
-sys.path.insert(0, PKG_ROOT)
 sys.path.insert(0, HERE)
+import pkgpath  # noqa: E402 - the source tree or the installed package
+
+PKG_ROOT = pkgpath.SUBPROCESS_CWD  # cwd of `python -m fjord_client` runs
 
 from broker_harness import client_for, require_broker  # noqa: E402
 
@@ -184,7 +185,7 @@ class EndToEndTest(unittest.TestCase):
         name = self.topic()
         with self.c.producer() as p:
             self.assertEqual(p.send(name, Record(b"one"), partition=0).result(10).offset, 0)
-            bad = p._ensure_stream()
+            bad = p._current_stream()
             # field 1 (topic) as a varint: wrong wire type -> the whole stream fails MALFORMED_MESSAGE
             bad.send(b"\x08\x01")
             deadline = time.monotonic() + 10

@@ -9,7 +9,8 @@ import sys
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..")))
+sys.path.insert(0, HERE)
+import pkgpath  # noqa: F401,E402 - the source tree or the installed package
 
 from fjord_client import batch, errors  # noqa: E402
 from fjord_client.batch import (CRC_START, Record, build_batch, decode_batch, frame_batch,  # noqa: E402
