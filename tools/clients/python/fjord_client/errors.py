@@ -14,7 +14,7 @@ __all__: List[str] = [
     "FjordError", "BrokerError", "ConnectionClosedError", "ProtocolError", "FjordTimeoutError",
     "BatchIntegrityError", "CrcMismatchError", "OffsetGapError",
     "ERROR_CLASSES", "error_class", "error_from_proto", "error_from_payload",
-    "UnknownTopicError",
+    "UnknownTopicError", "AuthorizationError",
 ]
 
 
@@ -112,6 +112,25 @@ class BrokerError(FjordError):
                          else "%s (%s)" % (self.code_name, self.code))
 
 
+class AuthorizationError(BrokerError):
+    """The broker's authorizer refused the request: the connection's principal (from its client
+    certificate; see the broker's docs/security.md) may not perform the operation on the topic,
+    group or cluster the message names. The base of `TopicAuthorizationFailedError`,
+    `GroupAuthorizationFailedError` and `ClusterAuthorizationFailedError`; never retriable.
+
+    ```python
+    try:
+        producer.send("orders", b"paid")
+    except AuthorizationError as e:
+        print("not allowed:", e.message)   # User:billing is not allowed to write topic "orders"
+    ```
+    """
+
+
+# Codes whose classes derive from a category base rather than BrokerError directly.
+_BASES: Dict[int, Type[BrokerError]] = {70: AuthorizationError, 71: AuthorizationError, 72: AuthorizationError}
+
+
 def _class_name(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_")) + "Error"
 
@@ -120,7 +139,7 @@ ERROR_CLASSES: Dict[int, Type[BrokerError]] = {}
 for _code, _name, _retriable, _doc in ERROR_CODES:
     if _code == 0:
         continue
-    _cls = type(_class_name(_name), (BrokerError,), {
+    _cls = type(_class_name(_name), (_BASES.get(_code, BrokerError),), {
         "code": _code, "code_name": _name, "retriable": _retriable,
         "__doc__": "ERROR_CODE_%s (%d): %s" % (_name, _code, _doc), "__module__": __name__,
     })

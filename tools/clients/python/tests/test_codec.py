@@ -295,6 +295,17 @@ class ErrorsTest(unittest.TestCase):
         self.assertEqual((unknown.code, unknown.retriable), (999, False))
         self.assertIsInstance(errors.error_from_payload(b"\xff"), errors.ProtocolError)
 
+    def test_authorization_errors(self):
+        for code, name in [(70, "TopicAuthorizationFailedError"), (71, "GroupAuthorizationFailedError"),
+                           (72, "ClusterAuthorizationFailedError")]:
+            e = errors.error_from_proto(errors_pb2.Error(code=code, message="User:billing is not allowed to read topic \"orders\""))
+            self.assertIsInstance(e, errors.AuthorizationError)
+            self.assertEqual(type(e).__name__, name)
+            self.assertFalse(e.retriable)
+        failed = errors.error_from_proto(errors_pb2.Error(code=73, message="no principal"))
+        self.assertEqual(type(failed).__name__, "AuthenticationFailedError")
+        self.assertNotIsInstance(failed, errors.AuthorizationError)
+
 
 if __name__ == "__main__":
     unittest.main()
