@@ -121,6 +121,12 @@ class Client:
         """The cluster id the broker reported in the handshake."""
         return self.handshake.cluster_id
 
+    @property
+    def principal(self) -> str:
+        """Who the broker takes this client to be, as its ACLs name it: `User:<name>` from the
+        client certificate, or `User:ANONYMOUS` without one (a broker older than ACLs: empty)."""
+        return str(self.handshake.principal)
+
     def _call(self, method: int, request: Any, response_type: Callable[[], T], timeout: Optional[float] = None,
               retry: Optional[bool] = None) -> T:
         """A unary call. Read-only methods (and `retry=True`) are retried after a lost connection

@@ -86,6 +86,8 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(len(hs.cluster_id), 36)
         self.assertGreater(hs.max_frame_bytes, 0)
         self.assertGreater(hs.max_batch_bytes, 0)
+        # The principal ACLs would name this client by (docs/security.md): from its certificate, if any.
+        self.assertEqual(self.c.principal, "User:fjord-python-test")
 
     def test_admin(self):
         name = self.topic(3)
